@@ -1,0 +1,141 @@
+//! `healthlake demo`: generated data through ingest and finalize on the embedded default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::Duration;
+use clap::Args;
+use healthlake_core::WindowKind;
+use healthlake_core::generate::{self, GeneratorConfig, WRITER_SCHEMAS};
+use healthlake_pipeline::app::App;
+use healthlake_pipeline::config::{SchemaRegistrySettings, Settings};
+use healthlake_pipeline::demo::{Delivery, assign_offsets, deliveries};
+use healthlake_pipeline::system_clock;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// Folder for the demo's catalog, warehouse and state (emptied first).
+    #[arg(long, default_value = ".healthlake/demo")]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 60)]
+    users: usize,
+    /// Kafka records (payloads) to generate; each holds 1-8 samples.
+    #[arg(long, default_value_t = 6_000)]
+    records: usize,
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Records per delivered batch (the event source mapping's BatchSize).
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// Days of event time the data spans, ending a week ago.
+    #[arg(long, default_value_t = 75)]
+    days: i64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir).with_context(|| format!("emptying {}", args.dir.display()))?;
+    }
+    let dir = std::fs::canonicalize({
+        std::fs::create_dir_all(&args.dir)?;
+        &args.dir
+    })?;
+    let schemas = dir.join("schemas");
+    std::fs::create_dir_all(&schemas)?;
+    for (id, text) in WRITER_SCHEMAS {
+        std::fs::write(schemas.join(format!("{id}.avsc")), text)?;
+    }
+    settings.schema_registry = SchemaRegistrySettings::Directory(schemas);
+    settings.catalog.catalog_uri = format!("sqlite://{}", dir.join("catalog.db").display());
+    settings.catalog.warehouse = format!("file://{}", dir.join("warehouse").display());
+    settings.state_dir = dir.join("state");
+
+    let start = chrono::Utc::now() - Duration::days(args.days + 7);
+    let config = GeneratorConfig {
+        seed: args.seed,
+        topic: settings.kafka_topic.clone(),
+        partitions: args.partitions,
+        users: args.users,
+        records: args.records,
+        start,
+        span: Duration::days(args.days),
+        ..GeneratorConfig::default()
+    };
+    println!(
+        "Generating {} records for {} users over {} partitions ({} .. {})",
+        args.records,
+        args.users,
+        args.partitions,
+        start.date_naive(),
+        (start + Duration::days(args.days)).date_naive()
+    );
+    let produced = assign_offsets(&config.topic, generate::generate(&config));
+    let samples: usize = produced
+        .iter()
+        .map(|(_, r)| match &r.expectation {
+            generate::Expectation::Decoded { valid, invalid } => valid.len() + invalid,
+            generate::Expectation::Undecodable => 0,
+        })
+        .sum();
+    let plan = deliveries(&produced, args.batch_size, 3, 4);
+    let app = App::embedded(settings, system_clock()).await?;
+
+    let bar = ProgressBar::new(plan.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} batches {msg}")?.progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut by_delivery: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();
+    for (i, (delivery, event)) in plan.iter().enumerate() {
+        let report = app.ingest.handle(event).await.context("ingest")?;
+        let label = match delivery {
+            Delivery::First => "first delivery",
+            Delivery::Duplicate => "duplicate delivery",
+            Delivery::Regrouped => "regrouped redelivery",
+        };
+        let entry = by_delivery.entry(label).or_default();
+        entry.0 += 1;
+        entry.1 += report.raw_rows_written + report.error_rows_written;
+        entry.2 += report.raw_rows_skipped + report.error_rows_skipped;
+        if i % 10 == 9 {
+            for kind in WindowKind::ALL {
+                app.finalize.handle(kind).await.context("finalize")?;
+            }
+        }
+        bar.set_message(format!("{} raw rows", report.raw_rows_written));
+        bar.inc(1);
+    }
+    let mut emitted = BTreeMap::new();
+    for kind in WindowKind::ALL {
+        let report = app.finalize.handle(kind).await.context("finalize")?;
+        emitted.insert(kind, report.watermark);
+    }
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    println!(
+        "Applied {} deliveries ({} samples in {} records) in {:.1}s",
+        plan.len(),
+        samples,
+        produced.len(),
+        elapsed.as_secs_f64()
+    );
+    for (label, (n, written, skipped)) in &by_delivery {
+        println!(
+            "  {label:<22} {n:>4} batches, {written:>7} rows written, {skipped:>7} rows skipped as already committed"
+        );
+    }
+    if let Some(Some(wm)) = emitted.get(&WindowKind::Daily) {
+        println!("Watermark: {wm}");
+    }
+    crate::summary::print(&app, 3).await?;
+    println!(
+        "\nTables: catalog {} (pyiceberg SqlCatalog name {:?}), warehouse {}",
+        app.settings.catalog.catalog_uri, app.settings.catalog.catalog_name, app.settings.catalog.warehouse
+    );
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! The pure domain core of healthlake: decode → flatten → validate → window → aggregate.
+//!
+//! Nothing in this crate performs I/O or talks to AWS, so every rule can be unit- and
+//! property-tested and benchmarked on its own. Adapters (Iceberg, accumulator stores, schema
+//! registries) live in sibling crates and depend on this one, never the other way round.
+
+pub mod aggregate;
+pub mod decode;
+pub mod generate;
+pub mod payload;
+pub mod record;
+pub mod time;
+pub mod validate;
+pub mod window;
+
+pub use aggregate::{AggregateStats, WelfordState};
+pub use decode::{DecodeError, Decoder, WireValue};
+pub use payload::{HealthDataPayload, HealthSample};
+pub use record::{AggregateRow, ErrorRecord, ErrorType, KafkaCoordinates, RawRecord, RecordOutcome};
+pub use validate::{ValidationRules, Validator};
+pub use window::{Window, WindowKind};

@@ -1,0 +1,232 @@
+//! Appends that carry the consumed Kafka offsets in the snapshot summary.
+//!
+//! The newest snapshot of a table holds the full map topic-partition → last committed offset,
+//! merged forward on every commit. The iceberg crate's transaction retries a conflicting commit
+//! by re-applying the same action, which would write a stale offset map; so healthlake turns the
+//! crate's retry off and retries itself, re-reading and re-merging the map each time.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, ErrorKind, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent};
+use rand::Rng;
+
+use crate::LakeError;
+use crate::catalog::Lakehouse;
+use crate::tables::TableKind;
+
+/// Snapshot summary key of the offset map (JSON object `{"topic-partition": offset}`).
+pub const OFFSETS_PROPERTY: &str = "healthlake.kafka-offsets";
+/// Attempts before a commit gives up and fails the batch.
+const COMMIT_ATTEMPTS: u32 = 12;
+
+pub type OffsetMap = BTreeMap<String, i64>;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppendReport {
+    pub data_files: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub conflicts_retried: u32,
+    pub snapshot_id: Option<i64>,
+}
+
+/// A monotonic counter in the snapshot summary (e.g. how far finalize has emitted windows):
+/// the commit sets `key` to `value` and refuses when the table already holds `must_be_below` or
+/// more, which means another writer already committed part of this work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryMark {
+    pub key: String,
+    pub value: i64,
+    pub must_be_below: i64,
+}
+
+/// A numeric `healthlake.*` property of the newest snapshot.
+pub fn summary_counter(table: &Table, key: &str) -> Option<i64> {
+    table.metadata().current_snapshot()?.summary().additional_properties.get(key)?.parse().ok()
+}
+
+/// The offset map of the table's newest snapshot (empty for a new table).
+pub fn committed_offsets(table: &Table) -> Result<OffsetMap, LakeError> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(OffsetMap::new());
+    };
+    match snapshot.summary().additional_properties.get(OFFSETS_PROPERTY) {
+        None => Ok(OffsetMap::new()),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| LakeError::CorruptOffsets { table: table.identifier().to_string(), reason: e.to_string() }),
+    }
+}
+
+impl Lakehouse {
+    /// The committed offset map of a table.
+    pub async fn committed_offsets(&self, kind: TableKind) -> Result<OffsetMap, LakeError> {
+        committed_offsets(&self.table(kind).await?)
+    }
+
+    /// Commits `files` in one snapshot whose summary holds the offset map merged with `consumed`
+    /// (per partition: the first offset of this batch and the last one it consumed). Refuses
+    /// when the table already holds offsets at or past a batch's first offset: that is another
+    /// writer on the same partition, and appending would duplicate rows.
+    pub async fn append(
+        &self,
+        kind: TableKind,
+        files: Vec<DataFile>,
+        consumed: &BTreeMap<String, (i64, i64)>,
+        marks: &[SummaryMark],
+    ) -> Result<AppendReport, LakeError> {
+        let ident = self.ident(kind);
+        let mut report = AppendReport {
+            data_files: files.len(),
+            records: files.iter().map(|f| f.record_count()).sum(),
+            bytes: files.iter().map(|f| f.file_size_in_bytes()).sum(),
+            ..AppendReport::default()
+        };
+        let once = CommitOnce(self.catalog());
+        for attempt in 1..=COMMIT_ATTEMPTS {
+            let table = self.table(kind).await?;
+            let mut offsets = committed_offsets(&table)?;
+            for (partition, (first, last)) in consumed {
+                if let Some(&committed) = offsets.get(partition)
+                    && committed >= *first
+                {
+                    return Err(LakeError::ConcurrentWriter {
+                        table: ident.to_string(),
+                        partition: partition.clone(),
+                        committed,
+                        first: *first,
+                    });
+                }
+                offsets.insert(partition.clone(), *last);
+            }
+            // Our summary keys live only on the newest snapshot: carry them all forward.
+            let mut summary: std::collections::HashMap<String, String> = table
+                .metadata()
+                .current_snapshot()
+                .map(|s| {
+                    s.summary()
+                        .additional_properties
+                        .iter()
+                        .filter(|(k, _)| k.starts_with("healthlake."))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for mark in marks {
+                let current = summary.get(&mark.key).and_then(|v| v.parse::<i64>().ok());
+                if let Some(current) = current
+                    && current >= mark.must_be_below
+                {
+                    return Err(LakeError::ConcurrentWriter {
+                        table: ident.to_string(),
+                        partition: mark.key.clone(),
+                        committed: current,
+                        first: mark.must_be_below,
+                    });
+                }
+                summary.insert(mark.key.clone(), mark.value.to_string());
+            }
+            summary
+                .insert(OFFSETS_PROPERTY.to_string(), serde_json::to_string(&offsets).expect("offset map serializes"));
+            let tx = Transaction::new(&table);
+            let tx = tx
+                .fast_append()
+                .with_check_duplicate(false)
+                .add_data_files(files.clone())
+                .set_snapshot_properties(summary)
+                .apply(tx)?;
+            match tx.commit(&once).await {
+                Ok(committed) => {
+                    report.snapshot_id = committed.metadata().current_snapshot_id();
+                    return Ok(report);
+                }
+                Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts && attempt < COMMIT_ATTEMPTS => {
+                    report.conflicts_retried += 1;
+                    let base = 50u64 << attempt.min(6);
+                    let jitter = rand::rng().random_range(0..=base);
+                    tracing::debug!(table = %ident, attempt, "commit conflict, retrying");
+                    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(LakeError::CommitConflict { table: ident.to_string(), attempts: COMMIT_ATTEMPTS })
+    }
+}
+
+/// A catalog view whose commit conflicts are not marked retryable, so the crate's transaction
+/// hands them back to [`Lakehouse::append`] instead of re-applying a stale summary.
+struct CommitOnce<'a>(&'a dyn Catalog);
+
+impl std::fmt::Debug for CommitOnce<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitOnce")
+    }
+}
+
+#[async_trait]
+impl Catalog for CommitOnce<'_> {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> iceberg::Result<Vec<NamespaceIdent>> {
+        self.0.list_namespaces(parent).await
+    }
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: std::collections::HashMap<String, String>,
+    ) -> iceberg::Result<Namespace> {
+        self.0.create_namespace(namespace, properties).await
+    }
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<Namespace> {
+        self.0.get_namespace(namespace).await
+    }
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> iceberg::Result<bool> {
+        self.0.namespace_exists(namespace).await
+    }
+    async fn update_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: std::collections::HashMap<String, String>,
+    ) -> iceberg::Result<()> {
+        self.0.update_namespace(namespace, properties).await
+    }
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<()> {
+        self.0.drop_namespace(namespace).await
+    }
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
+        self.0.list_tables(namespace).await
+    }
+    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> iceberg::Result<Table> {
+        self.0.create_table(namespace, creation).await
+    }
+    async fn load_table(&self, table: &TableIdent) -> iceberg::Result<Table> {
+        self.0.load_table(table).await
+    }
+    async fn drop_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.0.drop_table(table).await
+    }
+    async fn purge_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.0.purge_table(table).await
+    }
+    async fn table_exists(&self, table: &TableIdent) -> iceberg::Result<bool> {
+        self.0.table_exists(table).await
+    }
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
+        self.0.rename_table(src, dest).await
+    }
+    async fn register_table(&self, table: &TableIdent, metadata_location: String) -> iceberg::Result<Table> {
+        self.0.register_table(table, metadata_location).await
+    }
+    async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
+        self.0.update_table(commit).await.map_err(|e| {
+            if e.kind() == ErrorKind::CatalogCommitConflicts {
+                iceberg::Error::new(ErrorKind::CatalogCommitConflicts, e.message().to_string())
+            } else {
+                e
+            }
+        })
+    }
+}

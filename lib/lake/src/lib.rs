@@ -1,0 +1,52 @@
+//! healthlake's Iceberg side: the five tables, Arrow/Parquet writing with the table's own
+//! properties, and commits that carry the consumed Kafka offsets in the snapshot summary.
+
+mod catalog;
+mod commit;
+mod read;
+pub mod rows;
+pub mod tables;
+mod writer;
+
+pub use catalog::{CatalogSettings, Lakehouse};
+pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, SummaryMark, committed_offsets, summary_counter};
+pub use tables::{TableKind, TableNames};
+pub use writer::{DataFileSink, parquet_properties};
+
+/// Errors of the Iceberg adapter. Conflicts and I/O are retryable (the batch is redelivered);
+/// schema and configuration problems are not.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("iceberg: {0}")]
+    Iceberg(#[from] iceberg::Error),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("table schema mismatch: {0}")]
+    Schema(String),
+    #[error("catalog configuration: {0}")]
+    Config(String),
+    #[error("commit to {table} still conflicting after {attempts} attempts")]
+    CommitConflict { table: String, attempts: u32 },
+    #[error(
+        "{table}: partition {partition} already committed through offset {committed}, this batch starts at {first}; \
+         a concurrent writer is consuming the same partition"
+    )]
+    ConcurrentWriter { table: String, partition: String, committed: i64, first: i64 },
+    #[error("offset map in the snapshot summary of {table} does not parse: {reason}")]
+    CorruptOffsets { table: String, reason: String },
+}
+
+impl LakeError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LakeError::Iceberg(e) => {
+                e.retryable()
+                    || matches!(e.kind(), iceberg::ErrorKind::CatalogCommitConflicts | iceberg::ErrorKind::Unexpected)
+            }
+            LakeError::CommitConflict { .. } | LakeError::ConcurrentWriter { .. } => true,
+            LakeError::Arrow(_) | LakeError::Schema(_) | LakeError::Config(_) | LakeError::CorruptOffsets { .. } => {
+                false
+            }
+        }
+    }
+}

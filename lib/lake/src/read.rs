@@ -1,0 +1,31 @@
+//! Reading tables back: row counts from snapshot summaries, and whole-table scans for summaries
+//! and checks (small tables only; analysts use their engines).
+
+use arrow_array::RecordBatch;
+use futures::TryStreamExt;
+
+use crate::LakeError;
+use crate::catalog::Lakehouse;
+use crate::tables::TableKind;
+
+impl Lakehouse {
+    /// `total-records` of the newest snapshot (0 for a table without data).
+    pub async fn row_count(&self, kind: TableKind) -> Result<u64, LakeError> {
+        let table = self.table(kind).await?;
+        Ok(table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get("total-records").and_then(|v| v.parse().ok()))
+            .unwrap_or(0))
+    }
+
+    /// Scans the selected columns of a table.
+    pub async fn scan(&self, kind: TableKind, columns: &[&str]) -> Result<Vec<RecordBatch>, LakeError> {
+        let table = self.table(kind).await?;
+        if table.metadata().current_snapshot().is_none() {
+            return Ok(vec![]);
+        }
+        let stream = table.scan().select(columns.iter().copied()).build()?.to_arrow().await?;
+        Ok(stream.try_collect().await?)
+    }
+}

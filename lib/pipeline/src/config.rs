@@ -1,0 +1,366 @@
+//! Settings from the environment, parsed once at start, with the spec's names and defaults.
+//! A missing or malformed setting fails with a message naming the variable.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::Duration;
+use healthlake_core::{ValidationRules, WindowKind};
+use healthlake_lake::{CatalogSettings, TableNames};
+
+/// The environment variable names: the spec's, then ours (`HEALTHLAKE_*`).
+pub mod env {
+    pub const KAFKA_TOPIC: &str = "KAFKA_TOPIC";
+    pub const SCHEMA_REGISTRY_URL: &str = "SCHEMA_REGISTRY_URL";
+    pub const SCHEMA_REGISTRY_BASIC_AUTH_USER: &str = "SCHEMA_REGISTRY_BASIC_AUTH_USER";
+    pub const SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD: &str = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD";
+    pub const ICEBERG_CATALOG_TYPE: &str = "ICEBERG_CATALOG_TYPE";
+    pub const ICEBERG_CATALOG_NAME: &str = "ICEBERG_CATALOG_NAME";
+    pub const ICEBERG_CATALOG_URI: &str = "ICEBERG_CATALOG_URI";
+    pub const ICEBERG_WAREHOUSE: &str = "ICEBERG_WAREHOUSE";
+    pub const ICEBERG_DATABASE: &str = "ICEBERG_DATABASE";
+    pub const ICEBERG_TABLE_RAW: &str = "ICEBERG_TABLE_RAW";
+    pub const ICEBERG_TABLE_ERRORS: &str = "ICEBERG_TABLE_ERRORS";
+    pub const ICEBERG_TABLE_DAILY_AGG: &str = "ICEBERG_TABLE_DAILY_AGG";
+    pub const ICEBERG_TABLE_WEEKLY_AGG: &str = "ICEBERG_TABLE_WEEKLY_AGG";
+    pub const ICEBERG_TABLE_MONTHLY_AGG: &str = "ICEBERG_TABLE_MONTHLY_AGG";
+    pub const STATE_TTL_DAYS: &str = "STATE_TTL_DAYS";
+    pub const WATERMARK_MAX_OUT_OF_ORDERNESS: &str = "WATERMARK_MAX_OUT_OF_ORDERNESS";
+    pub const DAILY_WINDOW_ALLOWED_LATENESS: &str = "DAILY_WINDOW_ALLOWED_LATENESS";
+    pub const WEEKLY_WINDOW_ALLOWED_LATENESS: &str = "WEEKLY_WINDOW_ALLOWED_LATENESS";
+    pub const MONTHLY_WINDOW_ALLOWED_LATENESS: &str = "MONTHLY_WINDOW_ALLOWED_LATENESS";
+    pub const VALIDATION_ENABLED: &str = "VALIDATION_ENABLED";
+    pub const VALIDATION_STRICT_MODE: &str = "VALIDATION_STRICT_MODE";
+    pub const MIN_HEART_RATE: &str = "MIN_HEART_RATE";
+    pub const MAX_HEART_RATE: &str = "MAX_HEART_RATE";
+    pub const MAX_STEPS_PER_DAY: &str = "MAX_STEPS_PER_DAY";
+    pub const METRICS_ENABLED: &str = "METRICS_ENABLED";
+    pub const PROMETHEUS_PORT: &str = "PROMETHEUS_PORT";
+    pub const LOG_LEVEL: &str = "LOG_LEVEL";
+    pub const LOG_FORMAT: &str = "LOG_FORMAT";
+    pub const HEALTHLAKE_STATE_DIR: &str = "HEALTHLAKE_STATE_DIR";
+    pub const HEALTHLAKE_PARTITION_IDLE_TIMEOUT_MINUTES: &str = "HEALTHLAKE_PARTITION_IDLE_TIMEOUT_MINUTES";
+    pub const HEALTHLAKE_MAX_FUTURE_SKEW_HOURS: &str = "HEALTHLAKE_MAX_FUTURE_SKEW_HOURS";
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{variable}={value:?} is invalid: expected {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Where the writer schemas come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaRegistrySettings {
+    /// A Confluent-compatible registry over HTTP.
+    Http { url: String, basic_auth: Option<(String, String)> },
+    /// A directory of `<id>.avsc` files, for offline use.
+    Directory(PathBuf),
+    /// None configured: JSON values still work; Avro values become `unknown_schema` errors.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub kafka_topic: String,
+    pub schema_registry: SchemaRegistrySettings,
+    pub catalog: CatalogSettings,
+    pub state_dir: PathBuf,
+    pub state_ttl: Duration,
+    pub max_out_of_orderness: Duration,
+    pub partition_idle_timeout: Duration,
+    pub daily_lateness: Duration,
+    pub weekly_lateness: Duration,
+    pub monthly_lateness: Duration,
+    pub validation: ValidationRules,
+    pub metrics_enabled: bool,
+    pub prometheus_port: u16,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    pub fn allowed_lateness(&self, kind: WindowKind) -> Duration {
+        match kind {
+            WindowKind::Daily => self.daily_lateness,
+            WindowKind::Weekly => self.weekly_lateness,
+            WindowKind::Monthly => self.monthly_lateness,
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a map of variables (the environment, or a test's).
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let text = |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_string());
+        let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")).join(".healthlake");
+
+        let catalog_type = text(env::ICEBERG_CATALOG_TYPE, "sql").to_ascii_lowercase();
+        if catalog_type != "sql" {
+            return Err(ConfigError {
+                variable: env::ICEBERG_CATALOG_TYPE,
+                value: catalog_type,
+                expected: "sql (the embedded catalog; glue and rest come with the production adapters)".into(),
+            });
+        }
+        let catalog_uri =
+            get(env::ICEBERG_CATALOG_URI).unwrap_or_else(|| format!("sqlite://{}", base.join("catalog.db").display()));
+        if !catalog_uri.starts_with("sqlite://") {
+            return Err(ConfigError {
+                variable: env::ICEBERG_CATALOG_URI,
+                value: catalog_uri,
+                expected: "sqlite:///absolute/path/catalog.db".into(),
+            });
+        }
+        let warehouse =
+            get(env::ICEBERG_WAREHOUSE).unwrap_or_else(|| format!("file://{}", base.join("warehouse").display()));
+        if !warehouse.starts_with("file://") {
+            return Err(ConfigError {
+                variable: env::ICEBERG_WAREHOUSE,
+                value: warehouse,
+                expected: "file:///absolute/path for the embedded catalog".into(),
+            });
+        }
+
+        let schema_registry = match get(env::SCHEMA_REGISTRY_URL) {
+            None => SchemaRegistrySettings::None,
+            Some(url) if url.starts_with("file://") => {
+                SchemaRegistrySettings::Directory(PathBuf::from(url.trim_start_matches("file://")))
+            }
+            Some(url) if url.starts_with("http://") => {
+                let basic_auth =
+                    match (get(env::SCHEMA_REGISTRY_BASIC_AUTH_USER), get(env::SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD)) {
+                        (Some(u), Some(p)) => Some((u, p)),
+                        (None, None) => None,
+                        (Some(_), None) => {
+                            return Err(ConfigError {
+                                variable: env::SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD,
+                                value: String::new(),
+                                expected: "a password when SCHEMA_REGISTRY_BASIC_AUTH_USER is set".into(),
+                            });
+                        }
+                        (None, Some(_)) => {
+                            return Err(ConfigError {
+                                variable: env::SCHEMA_REGISTRY_BASIC_AUTH_USER,
+                                value: String::new(),
+                                expected: "a user when SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD is set".into(),
+                            });
+                        }
+                    };
+                SchemaRegistrySettings::Http { url: url.trim_end_matches('/').to_string(), basic_auth }
+            }
+            Some(url) => {
+                return Err(ConfigError {
+                    variable: env::SCHEMA_REGISTRY_URL,
+                    value: url,
+                    expected: "http://host:port or file:///dir/of/<id>.avsc (https is not built into this version)"
+                        .into(),
+                });
+            }
+        };
+
+        let log_format = match text(env::LOG_FORMAT, "json").to_ascii_lowercase().as_str() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                return Err(ConfigError {
+                    variable: env::LOG_FORMAT,
+                    value: other.into(),
+                    expected: "json or text".into(),
+                });
+            }
+        };
+        let log_level = text(env::LOG_LEVEL, "INFO").to_ascii_uppercase();
+        if !["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "TRACE"].contains(&log_level.as_str()) {
+            return Err(ConfigError {
+                variable: env::LOG_LEVEL,
+                value: log_level,
+                expected: "DEBUG, INFO, WARNING or ERROR".into(),
+            });
+        }
+
+        let validation = ValidationRules {
+            enabled: parse(vars, env::VALIDATION_ENABLED, true, "true or false", parse_bool)?,
+            strict_mode: parse(vars, env::VALIDATION_STRICT_MODE, false, "true or false", parse_bool)?,
+            min_heart_rate: parse(vars, env::MIN_HEART_RATE, 30.0, "a number of bpm", num)?,
+            max_heart_rate: parse(vars, env::MAX_HEART_RATE, 250.0, "a number of bpm", num)?,
+            max_steps_per_day: parse(vars, env::MAX_STEPS_PER_DAY, 100_000.0, "a number of steps", num)?,
+            max_future_skew: Duration::hours(parse(
+                vars,
+                env::HEALTHLAKE_MAX_FUTURE_SKEW_HOURS,
+                24,
+                "whole hours",
+                num,
+            )?),
+        };
+        if validation.min_heart_rate > validation.max_heart_rate {
+            return Err(ConfigError {
+                variable: env::MIN_HEART_RATE,
+                value: validation.min_heart_rate.to_string(),
+                expected: format!("at most MAX_HEART_RATE ({})", validation.max_heart_rate),
+            });
+        }
+
+        Ok(Settings {
+            kafka_topic: text(env::KAFKA_TOPIC, "health-data-raw"),
+            schema_registry,
+            catalog: CatalogSettings {
+                catalog_name: text(env::ICEBERG_CATALOG_NAME, "health_catalog"),
+                catalog_uri,
+                warehouse,
+                database: text(env::ICEBERG_DATABASE, "health_db"),
+                tables: TableNames {
+                    raw: text(env::ICEBERG_TABLE_RAW, "health_data_raw"),
+                    errors: text(env::ICEBERG_TABLE_ERRORS, "health_data_errors"),
+                    daily: text(env::ICEBERG_TABLE_DAILY_AGG, "health_data_daily_agg"),
+                    weekly: text(env::ICEBERG_TABLE_WEEKLY_AGG, "health_data_weekly_agg"),
+                    monthly: text(env::ICEBERG_TABLE_MONTHLY_AGG, "health_data_monthly_agg"),
+                },
+            },
+            state_dir: get(env::HEALTHLAKE_STATE_DIR).map(PathBuf::from).unwrap_or_else(|| base.join("state")),
+            state_ttl: Duration::days(parse(vars, env::STATE_TTL_DAYS, 7, "whole days", num)?),
+            max_out_of_orderness: Duration::minutes(parse(
+                vars,
+                env::WATERMARK_MAX_OUT_OF_ORDERNESS,
+                10,
+                "whole minutes",
+                num,
+            )?),
+            partition_idle_timeout: Duration::minutes(parse(
+                vars,
+                env::HEALTHLAKE_PARTITION_IDLE_TIMEOUT_MINUTES,
+                30,
+                "whole minutes",
+                num,
+            )?),
+            daily_lateness: Duration::hours(parse(vars, env::DAILY_WINDOW_ALLOWED_LATENESS, 1, "whole hours", num)?),
+            weekly_lateness: Duration::hours(parse(vars, env::WEEKLY_WINDOW_ALLOWED_LATENESS, 6, "whole hours", num)?),
+            monthly_lateness: Duration::hours(parse(
+                vars,
+                env::MONTHLY_WINDOW_ALLOWED_LATENESS,
+                12,
+                "whole hours",
+                num,
+            )?),
+            validation,
+            metrics_enabled: parse(vars, env::METRICS_ENABLED, true, "true or false", parse_bool)?,
+            prometheus_port: parse(vars, env::PROMETHEUS_PORT, 9249, "a TCP port", num)?,
+            log_level,
+            log_format,
+        })
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn num<T: FromStr + PartialOrd + Default>(text: &str) -> Option<T> {
+    text.parse::<T>().ok().filter(|v| *v >= T::default())
+}
+
+fn parse<T>(
+    vars: &HashMap<String, String>,
+    variable: &'static str,
+    default: T,
+    expected: &str,
+    parser: impl Fn(&str) -> Option<T>,
+) -> Result<T, ConfigError> {
+    match vars.get(variable).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(text) => parser(text).ok_or_else(|| ConfigError {
+            variable,
+            value: text.to_string(),
+            expected: expected.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let s = Settings::from_map(&vars(&[])).unwrap();
+        assert_eq!(s.kafka_topic, "health-data-raw");
+        assert_eq!(s.catalog.catalog_name, "health_catalog");
+        assert_eq!(s.catalog.database, "health_db");
+        assert_eq!(s.catalog.tables.raw, "health_data_raw");
+        assert_eq!(s.max_out_of_orderness, Duration::minutes(10));
+        assert_eq!(s.allowed_lateness(WindowKind::Daily), Duration::hours(1));
+        assert_eq!(s.allowed_lateness(WindowKind::Weekly), Duration::hours(6));
+        assert_eq!(s.allowed_lateness(WindowKind::Monthly), Duration::hours(12));
+        assert_eq!(s.state_ttl, Duration::days(7));
+        assert_eq!(s.validation, ValidationRules::default());
+        assert_eq!(s.prometheus_port, 9249);
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("MAX_HEART_RATE", "lots"),
+            ("VALIDATION_ENABLED", "maybe"),
+            ("DAILY_WINDOW_ALLOWED_LATENESS", "-1"),
+            ("PROMETHEUS_PORT", "70000"),
+            ("ICEBERG_CATALOG_TYPE", "hive"),
+            ("SCHEMA_REGISTRY_URL", "ftp://x"),
+            ("LOG_FORMAT", "xml"),
+            ("SCHEMA_REGISTRY_BASIC_AUTH_USER", "alice"),
+        ] {
+            let err = Settings::from_map(&vars(&[(name, value)])).unwrap_err();
+            let message = err.to_string();
+            let expected_var =
+                if name == "SCHEMA_REGISTRY_BASIC_AUTH_USER" { "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD" } else { name };
+            assert!(message.contains(expected_var), "{message}");
+            assert!(message.contains("expected"), "{message}");
+        }
+        let err = Settings::from_map(&vars(&[("MIN_HEART_RATE", "300")])).unwrap_err();
+        assert_eq!(err.variable, "MIN_HEART_RATE");
+    }
+
+    #[test]
+    fn settings_are_read() {
+        let s = Settings::from_map(&vars(&[
+            ("SCHEMA_REGISTRY_URL", "http://localhost:8081/"),
+            ("SCHEMA_REGISTRY_BASIC_AUTH_USER", "u"),
+            ("SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD", "p"),
+            ("VALIDATION_STRICT_MODE", "true"),
+            ("MAX_STEPS_PER_DAY", "5000"),
+            ("ICEBERG_DATABASE", "other"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.schema_registry,
+            SchemaRegistrySettings::Http {
+                url: "http://localhost:8081".into(),
+                basic_auth: Some(("u".into(), "p".into()))
+            }
+        );
+        assert!(s.validation.strict_mode);
+        assert_eq!(s.validation.max_steps_per_day, 5000.0);
+        assert_eq!(s.catalog.database, "other");
+    }
+}

@@ -1,0 +1,117 @@
+//! The event source mapping's Kafka event: reading its records, and building events the way the
+//! mapping shapes them (records keyed by `topic-partition`, key and value base64).
+
+use std::collections::HashMap;
+
+use aws_lambda_events::encodings::MillisecondTimestamp;
+use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use healthlake_core::KafkaCoordinates;
+use healthlake_core::record::partition_key;
+
+/// One record of an event, with its value decoded from base64.
+#[derive(Debug, Clone)]
+pub struct InputRecord {
+    pub kafka: KafkaCoordinates,
+    /// The value bytes, or why they could not be read from the event.
+    pub value: Result<Vec<u8>, String>,
+    /// The value as the event carried it (base64), kept for error rows.
+    pub encoded_value: String,
+}
+
+/// All records of an event in (topic, partition, offset) order, duplicates within the event
+/// removed (the mapping never sends them, but a hand-made event may).
+pub fn records_of(event: &KafkaEvent) -> Vec<InputRecord> {
+    let mut out: Vec<InputRecord> = Vec::new();
+    for (group, records) in &event.records {
+        for r in records {
+            let topic = r.topic.clone().unwrap_or_else(|| topic_of_group(group, r.partition));
+            let encoded = r.value.clone().unwrap_or_default();
+            let value = match &r.value {
+                None => Err("record has no value".to_string()),
+                Some(v) => BASE64.decode(v).map_err(|e| format!("value is not base64: {e}")),
+            };
+            out.push(InputRecord {
+                kafka: KafkaCoordinates { topic, partition: r.partition as i32, offset: r.offset },
+                value,
+                encoded_value: encoded,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.kafka.cmp(&b.kafka));
+    out.dedup_by(|a, b| a.kafka == b.kafka);
+    out
+}
+
+/// The mapping names groups `topic-partition`; recover the topic when a record omits it.
+fn topic_of_group(group: &str, partition: i64) -> String {
+    group.strip_suffix(&format!("-{partition}")).unwrap_or(group).to_string()
+}
+
+/// A record to put into an event.
+#[derive(Debug, Clone)]
+pub struct EventRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: DateTime<Utc>,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+}
+
+/// Builds an event as the self-managed Kafka event source mapping sends it.
+pub fn build_event(records: &[EventRecord<'_>]) -> KafkaEvent {
+    let mut groups: HashMap<String, Vec<KafkaRecord>> = HashMap::new();
+    for r in records {
+        let mut record = KafkaRecord::default();
+        record.topic = Some(r.topic.to_string());
+        record.partition = i64::from(r.partition);
+        record.offset = r.offset;
+        record.timestamp = MillisecondTimestamp(r.timestamp);
+        record.timestamp_type = Some("CREATE_TIME".to_string());
+        record.key = r.key.map(|k| BASE64.encode(k));
+        record.value = Some(BASE64.encode(r.value));
+        groups.entry(partition_key(r.topic, r.partition)).or_default().push(record);
+    }
+    let mut event = KafkaEvent::default();
+    event.event_source = Some("SelfManagedKafka".to_string());
+    event.bootstrap_servers = Some("127.0.0.1:9092".to_string());
+    event.records = groups;
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_json_round_trips_and_records_come_back_in_order() {
+        let ts: DateTime<Utc> = "2025-11-17T10:00:00Z".parse().unwrap();
+        let records = [
+            EventRecord { topic: "t", partition: 1, offset: 5, timestamp: ts, key: Some(b"u1"), value: b"{}" },
+            EventRecord { topic: "t", partition: 0, offset: 9, timestamp: ts, key: None, value: b"\x00\x01" },
+            EventRecord { topic: "t", partition: 1, offset: 4, timestamp: ts, key: None, value: b"x" },
+        ];
+        let event = build_event(&records);
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(json.contains("\"t-1\"") && json.contains("\"eventSource\":\"SelfManagedKafka\""), "{json}");
+        let parsed: KafkaEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, event);
+        let read = records_of(&parsed);
+        let coords: Vec<(i32, i64)> = read.iter().map(|r| (r.kafka.partition, r.kafka.offset)).collect();
+        assert_eq!(coords, vec![(0, 9), (1, 4), (1, 5)]);
+        assert_eq!(read[0].value.as_deref().unwrap(), b"\x00\x01");
+    }
+
+    #[test]
+    fn bad_base64_is_reported_not_dropped() {
+        let json = r#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":1,
+            "timestamp":1700000000000,"timestampType":"CREATE_TIME","key":null,"value":"!!!","headers":[]}]}}"#;
+        let event: KafkaEvent = serde_json::from_str(json).unwrap();
+        let read = records_of(&event);
+        assert_eq!(read.len(), 1);
+        assert!(read[0].value.is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! The handlers of healthlake over their ports, and what they need at start: settings from the
+//! environment and the schema sources. The Lambda binaries and the `healthlake` command are thin
+//! wrappers around [`ingest::IngestHandler`] and [`finalize::FinalizeHandler`].
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod events;
+pub mod finalize;
+pub mod ingest;
+pub mod metrics;
+pub mod schema_source;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+/// Processing time source; tests pin it.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}

@@ -1,0 +1,74 @@
+//! The accumulator store: partial window aggregates with per-partition offset fences, window
+//! close markers and per-partition watermarks.
+//!
+//! [`AccumulatorStore`] is the port; [`SqliteStore`] is the embedded adapter. A DynamoDB adapter
+//! implements the same contract (same fence, version and close semantics), so the handlers do not
+//! know which one they talk to.
+
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use healthlake_core::WindowKind;
+
+/// Errors of a store. Retryable ones fail the batch so that it is delivered again.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("accumulator store unavailable: {0}")]
+    Unavailable(String),
+    #[error("conditional write on {key} kept conflicting after {attempts} attempts")]
+    ConflictRetriesExhausted { key: String, attempts: u32 },
+    #[error("stored item {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StoreError::Corrupt { .. })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait AccumulatorStore: Send + Sync {
+    /// Merges pre-combined partial aggregates. For each update and each partition in it, only
+    /// samples above the item's fence for that partition are applied, and the fence moves to the
+    /// highest offset seen. A window that is closed (marked by finalize, or at or below its
+    /// kind's close marker) refuses the samples above the fence and reports them back: they are
+    /// late. Writes are conditional on the version read; conflicts are retried.
+    async fn merge(&self, updates: Vec<AccumulatorUpdate>) -> Result<MergeReport, StoreError>;
+
+    /// Advances each partition's watermark source (max event time seen) monotonically.
+    async fn advance_watermarks(&self, observations: &[PartitionProgress]) -> Result<(), StoreError>;
+
+    /// The per-partition progress the watermark is derived from.
+    async fn partition_progress(&self) -> Result<Vec<PartitionProgress>, StoreError>;
+
+    /// Moves the close marker of `kind` forward to `closed_through` (a window end) and returns the
+    /// marker now in force. After this returns, merges into windows ending at or before the
+    /// marker are refused.
+    async fn advance_close_marker(
+        &self,
+        kind: WindowKind,
+        closed_through: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Open (not yet closed) items of `kind` whose window ends at or before `end_at_or_before`.
+    async fn open_items(
+        &self,
+        kind: WindowKind,
+        end_at_or_before: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorItem>, StoreError>;
+
+    /// Marks items closed (after their rows were emitted); they expire after the state TTL.
+    async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,121 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use healthlake_core::{WelfordState, Window};
+use serde::{Deserialize, Serialize};
+
+/// One accumulator: a (user, data type, window).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccumulatorKey {
+    pub user_id: String,
+    pub data_type: String,
+    pub window: Window,
+}
+
+impl AccumulatorKey {
+    /// `user_id#data_type`: the partition key of DynamoDB items.
+    pub fn entity(&self) -> String {
+        format!("{}#{}", self.user_id, self.data_type)
+    }
+}
+
+impl std::fmt::Display for AccumulatorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.entity(), self.window.key())
+    }
+}
+
+/// A sample's place in the input: which Kafka record and which sample of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SampleRef {
+    pub partition: String,
+    pub offset: i64,
+    pub index: u32,
+}
+
+/// The samples of one partition for one accumulator in one batch, pre-combined.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PartitionContribution {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// All samples of the contribution combined.
+    pub combined: WelfordState,
+    /// The samples one by one, for the rare regrouped redelivery that straddles a fence.
+    pub samples: Vec<(SampleRef, DateTime<Utc>, f64)>,
+}
+
+impl PartitionContribution {
+    pub fn add(&mut self, sample: SampleRef, ts: DateTime<Utc>, value: f64) {
+        if self.samples.is_empty() {
+            self.first_offset = sample.offset;
+            self.last_offset = sample.offset;
+        }
+        self.first_offset = self.first_offset.min(sample.offset);
+        self.last_offset = self.last_offset.max(sample.offset);
+        self.combined.add(ts, value);
+        self.samples.push((sample, ts, value));
+    }
+
+    /// The part of this contribution above `fence` (everything when there is no fence).
+    pub fn above(&self, fence: Option<i64>) -> Option<WelfordState> {
+        match fence {
+            None => Some(self.combined.clone()),
+            Some(f) if f < self.first_offset => Some(self.combined.clone()),
+            Some(f) if f >= self.last_offset => None,
+            Some(f) => {
+                let mut state = WelfordState::default();
+                for (r, ts, v) in &self.samples {
+                    if r.offset > f {
+                        state.add(*ts, *v);
+                    }
+                }
+                Some(state)
+            }
+        }
+    }
+
+    pub fn samples_above(&self, fence: Option<i64>) -> impl Iterator<Item = &SampleRef> {
+        self.samples.iter().map(|(r, _, _)| r).filter(move |r| fence.is_none_or(|f| r.offset > f))
+    }
+}
+
+/// Everything one batch adds to one accumulator, by partition key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccumulatorUpdate {
+    pub key: AccumulatorKey,
+    pub contributions: BTreeMap<String, PartitionContribution>,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MergeReport {
+    /// Samples refused because their window was closed: the caller turns them into late rows.
+    pub late: Vec<(AccumulatorKey, SampleRef)>,
+    /// Items written.
+    pub items_written: usize,
+    /// Samples applied (above fences, into open windows).
+    pub samples_applied: usize,
+    /// Conditional writes that lost a race and were retried.
+    pub conflicts_retried: usize,
+}
+
+/// A stored accumulator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccumulatorItem {
+    pub key: AccumulatorKey,
+    pub state: WelfordState,
+    /// Per partition key: the highest offset already applied to this item.
+    pub fences: BTreeMap<String, i64>,
+    pub version: i64,
+    pub closed: bool,
+}
+
+/// How far one topic-partition has got in event time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    pub partition: String,
+    pub max_event_time: DateTime<Utc>,
+    /// Processing time of the last batch that advanced it; idle partitions stop holding the
+    /// watermark back.
+    pub updated_at: DateTime<Utc>,
+}

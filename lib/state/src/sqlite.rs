@@ -1,0 +1,323 @@
+//! The embedded accumulator store: one SQLite file, same semantics as the DynamoDB adapter.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use healthlake_core::time::{from_micros, to_micros};
+use healthlake_core::{WelfordState, Window, WindowKind};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, SqliteConnection};
+
+use crate::{
+    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionProgress, StoreError,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS accumulators (
+    user_id TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    window_kind TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end_micros INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    fences TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    closed INTEGER NOT NULL DEFAULT 0,
+    expires_at_micros INTEGER,
+    PRIMARY KEY (user_id, data_type, window_kind, window_start)
+);
+CREATE INDEX IF NOT EXISTS accumulators_by_window
+    ON accumulators (window_kind, closed, window_end_micros);
+CREATE TABLE IF NOT EXISTS partition_progress (
+    partition_key TEXT PRIMARY KEY,
+    max_event_micros INTEGER NOT NULL,
+    updated_at_micros INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS close_markers (
+    window_kind TEXT PRIMARY KEY,
+    closed_through_micros INTEGER NOT NULL
+);
+"#;
+
+/// How often a versioned write is retried before the batch fails (and is redelivered).
+const MAX_CONFLICT_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (and creates) the store in `dir/accumulators.sqlite`.
+    pub async fn open_dir(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        Self::open(&dir.join("accumulators.sqlite")).await
+    }
+
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn load(conn: &mut SqliteConnection, key: &AccumulatorKey) -> Result<Option<AccumulatorItem>, StoreError> {
+        let row = sqlx::query(
+            "SELECT state, fences, version, closed FROM accumulators
+             WHERE user_id = ? AND data_type = ? AND window_kind = ? AND window_start = ?",
+        )
+        .bind(&key.user_id)
+        .bind(&key.data_type)
+        .bind(key.window.kind.as_str())
+        .bind(key.window.start_date.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(|row| item_from_row(key.clone(), &row)).transpose()
+    }
+
+    async fn close_marker(conn: &mut SqliteConnection, kind: WindowKind) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let marker: Option<i64> =
+            sqlx::query_scalar("SELECT closed_through_micros FROM close_markers WHERE window_kind = ?")
+                .bind(kind.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(marker.map(from_micros))
+    }
+
+    /// Read-merge-write of one item, conditional on the version read.
+    async fn merge_one(
+        conn: &mut SqliteConnection,
+        update: &AccumulatorUpdate,
+        markers: &BTreeMap<WindowKind, Option<DateTime<Utc>>>,
+        report: &mut MergeReport,
+    ) -> Result<(), StoreError> {
+        let key = &update.key;
+        for _attempt in 0..MAX_CONFLICT_ATTEMPTS {
+            let existing = Self::load(conn, key).await?;
+            let closed_by_marker =
+                markers.get(&key.window.kind).copied().flatten().is_some_and(|m| key.window.end() <= m);
+            let closed = closed_by_marker || existing.as_ref().is_some_and(|i| i.closed);
+            let mut item = existing.clone().unwrap_or_else(|| AccumulatorItem {
+                key: key.clone(),
+                state: WelfordState::default(),
+                fences: BTreeMap::new(),
+                version: 0,
+                closed: false,
+            });
+            let mut applied = 0;
+            let mut changed = false;
+            for (partition, contribution) in &update.contributions {
+                let fence = item.fences.get(partition).copied();
+                if closed {
+                    // Samples at or below the fence were applied before the window closed.
+                    report.late.extend(contribution.samples_above(fence).map(|r| (key.clone(), r.clone())));
+                    continue;
+                }
+                if let Some(part) = contribution.above(fence) {
+                    applied += part.count as usize;
+                    item.state.merge(&part);
+                    item.fences.insert(partition.clone(), fence.unwrap_or(i64::MIN).max(contribution.last_offset));
+                    changed = true;
+                }
+            }
+            if !changed {
+                return Ok(());
+            }
+            let state = serde_json::to_string(&item.state).expect("state serializes");
+            let fences = serde_json::to_string(&item.fences).expect("fences serialize");
+            let written = match existing {
+                None => sqlx::query(
+                    "INSERT INTO accumulators (user_id, data_type, window_kind, window_start, window_end_micros,
+                        state, fences, version, closed)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0) ON CONFLICT DO NOTHING",
+                )
+                .bind(&key.user_id)
+                .bind(&key.data_type)
+                .bind(key.window.kind.as_str())
+                .bind(key.window.start_date.to_string())
+                .bind(to_micros(key.window.end()))
+                .bind(state)
+                .bind(fences)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+                Some(old) => sqlx::query(
+                    "UPDATE accumulators SET state = ?, fences = ?, version = version + 1
+                     WHERE user_id = ? AND data_type = ? AND window_kind = ? AND window_start = ?
+                       AND version = ? AND closed = 0",
+                )
+                .bind(state)
+                .bind(fences)
+                .bind(&key.user_id)
+                .bind(&key.data_type)
+                .bind(key.window.kind.as_str())
+                .bind(key.window.start_date.to_string())
+                .bind(old.version)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+            };
+            if written == 1 {
+                report.items_written += 1;
+                report.samples_applied += applied;
+                return Ok(());
+            }
+            report.conflicts_retried += 1;
+        }
+        Err(StoreError::ConflictRetriesExhausted { key: key.to_string(), attempts: MAX_CONFLICT_ATTEMPTS })
+    }
+}
+
+fn item_from_row(key: AccumulatorKey, row: &sqlx::sqlite::SqliteRow) -> Result<AccumulatorItem, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: key.to_string(), reason };
+    let state: String = row.try_get("state")?;
+    let fences: String = row.try_get("fences")?;
+    Ok(AccumulatorItem {
+        state: serde_json::from_str(&state).map_err(|e| corrupt(e.to_string()))?,
+        fences: serde_json::from_str(&fences).map_err(|e| corrupt(e.to_string()))?,
+        version: row.try_get("version")?,
+        closed: row.try_get::<i64, _>("closed")? != 0,
+        key,
+    })
+}
+
+#[async_trait]
+impl AccumulatorStore for SqliteStore {
+    async fn merge(&self, updates: Vec<AccumulatorUpdate>) -> Result<MergeReport, StoreError> {
+        let mut report = MergeReport::default();
+        if updates.is_empty() {
+            return Ok(report);
+        }
+        // One immediate transaction: the close markers read here cannot move until it commits,
+        // which is the embedded equivalent of DynamoDB's ConditionCheck on the marker item.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut markers = BTreeMap::new();
+        for kind in WindowKind::ALL {
+            markers.insert(kind, Self::close_marker(&mut tx, kind).await?);
+        }
+        for update in &updates {
+            Self::merge_one(&mut tx, update, &markers, &mut report).await?;
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn advance_watermarks(&self, observations: &[PartitionProgress]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for p in observations {
+            sqlx::query(
+                "INSERT INTO partition_progress (partition_key, max_event_micros, updated_at_micros) VALUES (?, ?, ?)
+                 ON CONFLICT (partition_key) DO UPDATE SET
+                   max_event_micros = MAX(max_event_micros, excluded.max_event_micros),
+                   updated_at_micros = MAX(updated_at_micros, excluded.updated_at_micros)",
+            )
+            .bind(&p.partition)
+            .bind(to_micros(p.max_event_time))
+            .bind(to_micros(p.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn partition_progress(&self) -> Result<Vec<PartitionProgress>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT partition_key, max_event_micros, updated_at_micros FROM partition_progress ORDER BY partition_key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PartitionProgress {
+                    partition: r.try_get("partition_key")?,
+                    max_event_time: from_micros(r.try_get("max_event_micros")?),
+                    updated_at: from_micros(r.try_get("updated_at_micros")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn advance_close_marker(
+        &self,
+        kind: WindowKind,
+        closed_through: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO close_markers (window_kind, closed_through_micros) VALUES (?, ?)
+             ON CONFLICT (window_kind) DO UPDATE SET
+               closed_through_micros = MAX(closed_through_micros, excluded.closed_through_micros)",
+        )
+        .bind(kind.as_str())
+        .bind(to_micros(closed_through))
+        .execute(&mut *tx)
+        .await?;
+        let marker = Self::close_marker(&mut tx, kind).await?;
+        tx.commit().await?;
+        Ok(marker)
+    }
+
+    async fn open_items(
+        &self,
+        kind: WindowKind,
+        end_at_or_before: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, data_type, window_start, state, fences, version, closed FROM accumulators
+             WHERE window_kind = ? AND closed = 0 AND window_end_micros <= ?
+             ORDER BY window_start, user_id, data_type",
+        )
+        .bind(kind.as_str())
+        .bind(to_micros(end_at_or_before))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let start: String = row.try_get("window_start")?;
+                let start_date = start.parse().map_err(|e: chrono::ParseError| StoreError::Corrupt {
+                    key: start.clone(),
+                    reason: e.to_string(),
+                })?;
+                let key = AccumulatorKey {
+                    user_id: row.try_get("user_id")?,
+                    data_type: row.try_get("data_type")?,
+                    window: Window { kind, start_date },
+                };
+                item_from_row(key, row)
+            })
+            .collect()
+    }
+
+    async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for key in keys {
+            sqlx::query(
+                "UPDATE accumulators SET closed = 1, version = version + 1, expires_at_micros = ?
+                 WHERE user_id = ? AND data_type = ? AND window_kind = ? AND window_start = ?",
+            )
+            .bind(to_micros(expires_at))
+            .bind(&key.user_id)
+            .bind(&key.data_type)
+            .bind(key.window.kind.as_str())
+            .bind(key.window.start_date.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Closed state past its TTL is removed, as DynamoDB's TTL does for the real store.
+        sqlx::query("DELETE FROM accumulators WHERE closed = 1 AND expires_at_micros < ?")
+            .bind(to_micros(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
