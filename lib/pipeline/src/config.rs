@@ -135,31 +135,31 @@ impl Settings {
             });
         }
 
+        let basic_auth =
+            match (get(env::SCHEMA_REGISTRY_BASIC_AUTH_USER), get(env::SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD)) {
+                (Some(u), Some(p)) => Some((u, p)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(ConfigError {
+                        variable: env::SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD,
+                        value: String::new(),
+                        expected: "a password when SCHEMA_REGISTRY_BASIC_AUTH_USER is set".into(),
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError {
+                        variable: env::SCHEMA_REGISTRY_BASIC_AUTH_USER,
+                        value: String::new(),
+                        expected: "a user when SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD is set".into(),
+                    });
+                }
+            };
         let schema_registry = match get(env::SCHEMA_REGISTRY_URL) {
             None => SchemaRegistrySettings::None,
             Some(url) if url.starts_with("file://") => {
                 SchemaRegistrySettings::Directory(PathBuf::from(url.trim_start_matches("file://")))
             }
             Some(url) if url.starts_with("http://") => {
-                let basic_auth =
-                    match (get(env::SCHEMA_REGISTRY_BASIC_AUTH_USER), get(env::SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD)) {
-                        (Some(u), Some(p)) => Some((u, p)),
-                        (None, None) => None,
-                        (Some(_), None) => {
-                            return Err(ConfigError {
-                                variable: env::SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD,
-                                value: String::new(),
-                                expected: "a password when SCHEMA_REGISTRY_BASIC_AUTH_USER is set".into(),
-                            });
-                        }
-                        (None, Some(_)) => {
-                            return Err(ConfigError {
-                                variable: env::SCHEMA_REGISTRY_BASIC_AUTH_USER,
-                                value: String::new(),
-                                expected: "a user when SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD is set".into(),
-                            });
-                        }
-                    };
                 SchemaRegistrySettings::Http { url: url.trim_end_matches('/').to_string(), basic_auth }
             }
             Some(url) => {

@@ -1,0 +1,326 @@
+//! The handlers on the embedded default: redelivery of the same and of regrouped batches,
+//! late data, finalize idempotency, strict mode, and closed windows against an independent
+//! two-pass recomputation from the generated input.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use healthlake_core::aggregate::two_pass;
+use healthlake_core::generate::{self, Expectation, GeneratorConfig, WRITER_SCHEMAS};
+use healthlake_core::{KafkaCoordinates, Window, WindowKind};
+use healthlake_lake::TableKind;
+use healthlake_pipeline::Clock;
+use healthlake_pipeline::app::App;
+use healthlake_pipeline::config::{SchemaRegistrySettings, Settings};
+use healthlake_pipeline::demo::{Delivery, assign_offsets, deliveries};
+use healthlake_pipeline::events::{EventRecord, build_event};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    app: App,
+    now: Arc<Mutex<DateTime<Utc>>>,
+}
+
+fn start_time() -> DateTime<Utc> {
+    "2025-09-01T00:00:00Z".parse().unwrap()
+}
+
+async fn harness(vars: &[(&str, &str)]) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    for (id, text) in WRITER_SCHEMAS {
+        std::fs::write(schemas.join(format!("{id}.avsc")), text).unwrap();
+    }
+    let mut env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.insert("SCHEMA_REGISTRY_URL".into(), format!("file://{}", schemas.display()));
+    env.insert("ICEBERG_CATALOG_URI".into(), format!("sqlite://{}/catalog.db", dir.path().display()));
+    env.insert("ICEBERG_WAREHOUSE".into(), format!("file://{}/warehouse", dir.path().display()));
+    env.insert("HEALTHLAKE_STATE_DIR".into(), format!("{}/state", dir.path().display()));
+    let settings = Settings::from_map(&env).unwrap();
+    assert!(matches!(settings.schema_registry, SchemaRegistrySettings::Directory(_)));
+    let now = Arc::new(Mutex::new(start_time() + Duration::days(90)));
+    let clock_now = now.clone();
+    let clock: Clock = Arc::new(move || *clock_now.lock().unwrap());
+    let app = App::embedded(settings, clock).await.unwrap();
+    Harness { _dir: dir, app, now }
+}
+
+fn config(records: usize) -> GeneratorConfig {
+    GeneratorConfig {
+        records,
+        users: 12,
+        partitions: 4,
+        start: start_time(),
+        span: Duration::days(40),
+        invalid_sample_ratio: 0.05,
+        undecodable_record_ratio: 0.02,
+        ..GeneratorConfig::default()
+    }
+}
+
+async fn finalize_all(app: &App) {
+    for kind in WindowKind::ALL {
+        app.finalize.handle(kind).await.unwrap();
+    }
+}
+
+/// Everything observable: raw lineage, error lineage, aggregate rows per table.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    raw: BTreeSet<(i32, i64, String)>,
+    errors: BTreeMap<(i32, i64, Option<String>), String>,
+    aggregates: BTreeMap<WindowKind, BTreeMap<(String, String, NaiveDate), [f64; 5]>>,
+}
+
+async fn observe(app: &App) -> Observed {
+    let mut raw = BTreeSet::new();
+    let mut raw_rows = 0;
+    for b in app.lake.scan(TableKind::Raw, &["kafka_partition", "kafka_offset", "sample_id"]).await.unwrap() {
+        for i in 0..b.num_rows() {
+            raw_rows += 1;
+            raw.insert((
+                b.column(0).as_primitive::<Int32Type>().value(i),
+                b.column(1).as_primitive::<Int64Type>().value(i),
+                b.column(2).as_string::<i32>().value(i).to_string(),
+            ));
+        }
+    }
+    assert_eq!(raw_rows, raw.len(), "a raw row was written twice");
+    let mut errors = BTreeMap::new();
+    let mut error_rows = 0;
+    for b in
+        app.lake.scan(TableKind::Errors, &["kafka_partition", "kafka_offset", "sample_id", "error_type"]).await.unwrap()
+    {
+        for i in 0..b.num_rows() {
+            error_rows += 1;
+            let sample = b.column(2).as_string::<i32>();
+            errors.insert(
+                (
+                    b.column(0).as_primitive::<Int32Type>().value(i),
+                    b.column(1).as_primitive::<Int64Type>().value(i),
+                    (!sample.is_null(i)).then(|| sample.value(i).to_string()),
+                ),
+                b.column(3).as_string::<i32>().value(i).to_string(),
+            );
+        }
+    }
+    assert_eq!(error_rows, errors.len(), "an error row was written twice");
+    let mut aggregates = BTreeMap::new();
+    for kind in WindowKind::ALL {
+        let date_column = match kind {
+            WindowKind::Daily => "aggregation_date",
+            WindowKind::Weekly => "week_start_date",
+            WindowKind::Monthly => "month_start_date",
+        };
+        let mut rows = BTreeMap::new();
+        let mut n = 0;
+        let columns =
+            ["user_id", "data_type", date_column, "count", "sum_value", "min_value", "max_value", "stddev_value"];
+        for b in app.lake.scan(TableKind::Aggregate(kind), &columns).await.unwrap() {
+            for i in 0..b.num_rows() {
+                n += 1;
+                let date = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                    + chrono::Days::new(b.column(2).as_primitive::<Date32Type>().value(i) as u64);
+                rows.insert(
+                    (
+                        b.column(0).as_string::<i32>().value(i).to_string(),
+                        b.column(1).as_string::<i32>().value(i).to_string(),
+                        date,
+                    ),
+                    [
+                        b.column(3).as_primitive::<Int64Type>().value(i) as f64,
+                        b.column(4).as_primitive::<Float64Type>().value(i),
+                        b.column(5).as_primitive::<Float64Type>().value(i),
+                        b.column(6).as_primitive::<Float64Type>().value(i),
+                        b.column(7).as_primitive::<Float64Type>().value(i),
+                    ],
+                );
+            }
+        }
+        assert_eq!(n, rows.len(), "{kind}: a primary key appears twice");
+        aggregates.insert(kind, rows);
+    }
+    Observed { raw, errors, aggregates }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()))
+}
+
+fn assert_same(a: &Observed, b: &Observed) {
+    assert_eq!(a.raw, b.raw);
+    assert_eq!(a.errors, b.errors);
+    for kind in WindowKind::ALL {
+        let (x, y) = (&a.aggregates[&kind], &b.aggregates[&kind]);
+        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{kind}");
+        for (k, v) in x {
+            assert!(v.iter().zip(y[k].iter()).all(|(p, q)| close(*p, *q)), "{kind} {k:?}: {v:?} vs {:?}", y[k]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_and_regrouped_batches_change_nothing_and_closed_windows_match_two_pass() {
+    let cfg = config(1_200);
+    let produced = assign_offsets(&cfg.topic, generate::generate(&cfg));
+
+    // Clean run: each batch once.
+    let clean = harness(&[]).await;
+    for (_, event) in deliveries(&produced, 150, 0, 0) {
+        clean.app.ingest.handle(&event).await.unwrap();
+    }
+    finalize_all(&clean.app).await;
+    let clean_seen = observe(&clean.app).await;
+
+    // Messy run: duplicates, regroupings, and finalize in between.
+    let messy = harness(&[]).await;
+    let plan = deliveries(&produced, 150, 2, 3);
+    assert!(plan.iter().any(|(d, _)| *d == Delivery::Duplicate));
+    assert!(plan.iter().any(|(d, _)| *d == Delivery::Regrouped));
+    for (i, (_, event)) in plan.iter().enumerate() {
+        messy.app.ingest.handle(event).await.unwrap();
+        if i % 3 == 0 {
+            finalize_all(&messy.app).await;
+        }
+    }
+    // Replaying everything once more at the end changes nothing either.
+    for (_, event) in &plan {
+        let report = messy.app.ingest.handle(event).await.unwrap();
+        assert_eq!(report.raw_rows_written + report.error_rows_written, 0);
+    }
+    finalize_all(&messy.app).await;
+    finalize_all(&messy.app).await;
+    let messy_seen = observe(&messy.app).await;
+    assert_same(&clean_seen, &messy_seen);
+
+    // Every input record is accounted for, in exactly one of the two tables.
+    let mut expected_raw = 0;
+    let mut expected_errors = 0;
+    let mut expected_samples: Vec<(KafkaCoordinates, generate::ExpectedSample)> = vec![];
+    for (coords, record) in &produced {
+        match &record.expectation {
+            Expectation::Undecodable => expected_errors += 1,
+            Expectation::Decoded { valid, invalid } => {
+                expected_raw += valid.len();
+                expected_errors += invalid;
+                expected_samples.extend(valid.iter().map(|s| (coords.clone(), s.clone())));
+            }
+        }
+    }
+    let late = clean_seen.errors.values().filter(|t| *t == "late_record").count();
+    assert_eq!(late, 0, "ordered input has no late data");
+    assert_eq!(clean_seen.raw.len(), expected_raw);
+    assert_eq!(clean_seen.errors.len(), expected_errors);
+    let offsets: BTreeSet<(i32, i64)> = clean_seen
+        .raw
+        .iter()
+        .map(|(p, o, _)| (*p, *o))
+        .chain(clean_seen.errors.keys().map(|(p, o, _)| (*p, *o)))
+        .collect();
+    let input: BTreeSet<(i32, i64)> = produced.iter().map(|(c, _)| (c.partition, c.offset)).collect();
+    assert_eq!(offsets, input, "every offset is in raw or errors");
+
+    // Closed windows equal a two-pass computation over the generated valid samples.
+    for kind in WindowKind::ALL {
+        let mut groups: BTreeMap<(String, String, NaiveDate), Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
+        for (_, s) in &expected_samples {
+            let w = Window::containing(kind, s.start);
+            groups.entry((s.user_id.clone(), s.data_type.clone(), w.start_date)).or_default().push((s.start, s.value));
+        }
+        let emitted = &clean_seen.aggregates[&kind];
+        assert!(!emitted.is_empty(), "{kind}: some windows closed");
+        for (key, got) in emitted {
+            let want = two_pass(&groups[key]).unwrap();
+            let want = [want.count as f64, want.sum, want.min, want.max, want.stddev];
+            assert!(got.iter().zip(want.iter()).all(|(a, b)| close(*a, *b)), "{kind} {key:?}: {got:?} vs {want:?}");
+        }
+    }
+}
+
+fn heart_rate_payload(id: &str, user: &str, start: DateTime<Utc>, value: f64) -> Vec<u8> {
+    serde_json::json!({
+        "payloadId": id, "deviceId": "d1", "userId": user, "timestamp": start.to_rfc3339(), "appVersion": "1",
+        "samples": [{"id": id, "type": "heartRate", "value": value, "unit": "count/min",
+            "startDate": start.to_rfc3339(), "endDate": (start + Duration::seconds(60)).to_rfc3339(),
+            "createdAt": start.to_rfc3339()}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_for_closed_windows_become_late_records_and_finalize_is_idempotent() {
+    let h = harness(&[]).await;
+    let day = |d: u32, h: u32| -> DateTime<Utc> { format!("2025-10-{d:02}T{h:02}:00:00Z").parse().unwrap() };
+    let ts = Utc::now();
+    let payloads = [
+        heart_rate_payload("a", "u1", day(6, 10), 60.0),
+        heart_rate_payload("b", "u1", day(6, 12), 80.0),
+        // Moves partition 0's event time far enough to close 2025-10-06 (daily, 1 h lateness).
+        heart_rate_payload("c", "u1", day(8, 12), 70.0),
+    ];
+    let records: Vec<EventRecord<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, v)| EventRecord { topic: "t", partition: 0, offset: i as i64, timestamp: ts, key: None, value: v })
+        .collect();
+    h.app.ingest.handle(&build_event(&records)).await.unwrap();
+    let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!(report.windows_emitted, 1, "{report:?}");
+    let again = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!(again.windows_emitted, 0);
+
+    // A sample for the closed day arrives: late for daily, still folded into the open week/month.
+    let late = heart_rate_payload("d", "u1", day(6, 20), 100.0);
+    let event =
+        build_event(&[EventRecord { topic: "t", partition: 0, offset: 3, timestamp: ts, key: None, value: &late }]);
+    let report = h.app.ingest.handle(&event).await.unwrap();
+    assert_eq!(report.raw_rows_written, 0);
+    assert_eq!(report.error_rows_written, 1);
+    // Redelivered: decided the same way, written once.
+    let report = h.app.ingest.handle(&event).await.unwrap();
+    assert_eq!(report.error_rows_written + report.raw_rows_written, 0);
+
+    let seen = observe(&h.app).await;
+    assert_eq!(seen.errors.get(&(0, 3, Some("d".to_string()))).map(String::as_str), Some("late_record"));
+    assert_eq!(seen.raw.len(), 3);
+    let daily = &seen.aggregates[&WindowKind::Daily];
+    let row = daily[&("u1".to_string(), "heartRate".to_string(), "2025-10-06".parse().unwrap())];
+    assert_eq!(row[0], 2.0, "the late sample did not change the emitted day");
+    assert!(close(row[1], 140.0));
+
+    // The week is still open: once it closes it includes the late sample.
+    *h.now.lock().unwrap() += Duration::minutes(1);
+    let later = heart_rate_payload("e", "u1", day(20, 12), 70.0);
+    let event =
+        build_event(&[EventRecord { topic: "t", partition: 0, offset: 4, timestamp: ts, key: None, value: &later }]);
+    h.app.ingest.handle(&event).await.unwrap();
+    h.app.finalize.handle(WindowKind::Weekly).await.unwrap();
+    let seen = observe(&h.app).await;
+    let week = seen.aggregates[&WindowKind::Weekly]
+        [&("u1".to_string(), "heartRate".to_string(), "2025-10-06".parse().unwrap())];
+    assert_eq!(week[0], 4.0);
+    assert!(close(week[1], 310.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_fails_the_batch_before_any_effect() {
+    let h = harness(&[("VALIDATION_STRICT_MODE", "true")]).await;
+    let good = heart_rate_payload("a", "u1", start_time(), 60.0);
+    let bad = heart_rate_payload("b", "u1", start_time(), 400.0);
+    let ts = Utc::now();
+    let event = build_event(&[
+        EventRecord { topic: "t", partition: 0, offset: 0, timestamp: ts, key: None, value: &good },
+        EventRecord { topic: "t", partition: 0, offset: 1, timestamp: ts, key: None, value: &bad },
+    ]);
+    let err = h.app.ingest.handle(&event).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("out_of_range"), "{err}");
+    assert_eq!(h.app.lake.row_count(TableKind::Raw).await.unwrap(), 0);
+    assert!(h.app.store.partition_progress().await.unwrap().is_empty());
+}
