@@ -69,12 +69,15 @@ async fn finalize_all(app: &App) {
     }
 }
 
+/// (user, data type, first day of the window): an aggregate table's primary key.
+type WindowRowKey = (String, String, NaiveDate);
+
 /// Everything observable: raw lineage, error lineage, aggregate rows per table.
 #[derive(Debug, PartialEq)]
 struct Observed {
     raw: BTreeSet<(i32, i64, String)>,
     errors: BTreeMap<(i32, i64, Option<String>), String>,
-    aggregates: BTreeMap<WindowKind, BTreeMap<(String, String, NaiveDate), [f64; 5]>>,
+    aggregates: BTreeMap<WindowKind, BTreeMap<WindowRowKey, [f64; 5]>>,
 }
 
 async fn observe(app: &App) -> Observed {
@@ -227,7 +230,7 @@ async fn redelivered_and_regrouped_batches_change_nothing_and_closed_windows_mat
 
     // Closed windows equal a two-pass computation over the generated valid samples.
     for kind in WindowKind::ALL {
-        let mut groups: BTreeMap<(String, String, NaiveDate), Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
+        let mut groups: BTreeMap<WindowRowKey, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
         for (_, s) in &expected_samples {
             let w = Window::containing(kind, s.start);
             groups.entry((s.user_id.clone(), s.data_type.clone(), w.start_date)).or_default().push((s.start, s.value));
