@@ -35,6 +35,10 @@ pub(crate) struct DemoArgs {
     days: i64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Write what the generator says must land (row counts, offsets per partition) to this JSON
+    /// file, for independent checks of the tables.
+    #[arg(long)]
+    expect_out: Option<PathBuf>,
 }
 
 pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
@@ -82,6 +86,30 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
             generate::Expectation::Undecodable => 0,
         })
         .sum();
+    if let Some(path) = &args.expect_out {
+        let (mut raw, mut errors) = (0usize, 0usize);
+        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        for (coords, record) in &produced {
+            match &record.expectation {
+                generate::Expectation::Undecodable => errors += 1,
+                generate::Expectation::Decoded { valid, invalid } => {
+                    raw += valid.len();
+                    errors += invalid;
+                }
+            }
+            *offsets.entry(coords.partition).or_default() += 1;
+        }
+        let expected = serde_json::json!({
+            "raw_rows": raw,
+            "error_rows": errors,
+            "records_per_partition": offsets,
+            "catalog_name": settings.catalog.catalog_name,
+            "catalog_db": dir.join("catalog.db"),
+            "warehouse": settings.catalog.warehouse,
+            "database": settings.catalog.database,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&expected)?)?;
+    }
     let plan = deliveries(&produced, args.batch_size, 3, 4);
     let app = App::embedded(settings, system_clock()).await?;
 
