@@ -1,0 +1,152 @@
+//! The accumulator-store contract. Each check takes any `AccumulatorStore`; the embedded SQLite
+//! store runs it here, and every other adapter must pass the same checks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use healthlake_core::{Window, WindowKind};
+use healthlake_state::{
+    AccumulatorKey, AccumulatorStore, AccumulatorUpdate, PartitionContribution, PartitionProgress, SampleRef,
+    SqliteStore,
+};
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn key(user: &str, kind: WindowKind, ts: &str) -> AccumulatorKey {
+    AccumulatorKey { user_id: user.into(), data_type: "heartRate".into(), window: Window::containing(kind, at(ts)) }
+}
+
+fn update(key: &AccumulatorKey, partition: &str, samples: &[(i64, &str, f64)]) -> AccumulatorUpdate {
+    let mut c = PartitionContribution::default();
+    for (i, (offset, ts, v)) in samples.iter().enumerate() {
+        c.add(SampleRef { partition: partition.into(), offset: *offset, index: i as u32 }, at(ts), *v);
+    }
+    AccumulatorUpdate { key: key.clone(), contributions: BTreeMap::from([(partition.to_string(), c)]) }
+}
+
+async fn item(store: &dyn AccumulatorStore, key: &AccumulatorKey) -> Option<healthlake_state::AccumulatorItem> {
+    store.open_items(key.window.kind, key.window.end()).await.unwrap().into_iter().find(|i| &i.key == key)
+}
+
+async fn fences_skip_what_was_applied(store: &dyn AccumulatorStore) {
+    let k = key("fence", WindowKind::Daily, "2025-11-17T10:00:00Z");
+    let first = update(&k, "t-0", &[(10, "2025-11-17T10:00:00Z", 60.0), (11, "2025-11-17T11:00:00Z", 70.0)]);
+    let r = store.merge(vec![first.clone()]).await.unwrap();
+    assert_eq!(r.samples_applied, 2);
+    // Same batch again: nothing applied.
+    let r = store.merge(vec![first]).await.unwrap();
+    assert_eq!(r.samples_applied, 0);
+    // Regrouped: straddles the fence; only offset 12 is new.
+    let regrouped = update(&k, "t-0", &[(11, "2025-11-17T11:00:00Z", 70.0), (12, "2025-11-17T12:00:00Z", 80.0)]);
+    let r = store.merge(vec![regrouped]).await.unwrap();
+    assert_eq!(r.samples_applied, 1);
+    // Another partition has its own fence.
+    let other = update(&k, "t-1", &[(3, "2025-11-17T13:00:00Z", 90.0)]);
+    store.merge(vec![other]).await.unwrap();
+    let stored = item(store, &k).await.unwrap();
+    assert_eq!(stored.state.count, 4);
+    assert_eq!(stored.state.sum, 300.0);
+    assert_eq!(stored.fences, BTreeMap::from([("t-0".to_string(), 12), ("t-1".to_string(), 3)]));
+}
+
+async fn closed_windows_refuse_and_report_late_samples(store: &dyn AccumulatorStore) {
+    let k = key("late", WindowKind::Daily, "2025-10-01T10:00:00Z");
+    store.merge(vec![update(&k, "t-0", &[(1, "2025-10-01T10:00:00Z", 60.0)])]).await.unwrap();
+    let marker = store.advance_close_marker(WindowKind::Daily, at("2025-10-02T00:00:00Z")).await.unwrap();
+    assert_eq!(marker, Some(at("2025-10-02T00:00:00Z")));
+    // The marker never moves back.
+    let marker = store.advance_close_marker(WindowKind::Daily, at("2025-09-01T00:00:00Z")).await.unwrap();
+    assert_eq!(marker, Some(at("2025-10-02T00:00:00Z")));
+    let r = store
+        .merge(vec![update(&k, "t-0", &[(1, "2025-10-01T10:00:00Z", 60.0), (2, "2025-10-01T12:00:00Z", 61.0)])])
+        .await
+        .unwrap();
+    // Offset 1 was applied before closing: not late. Offset 2 is.
+    assert_eq!(r.late.len(), 1);
+    assert_eq!(r.late[0].1.offset, 2);
+    assert_eq!(r.samples_applied, 0);
+    // A window with no item yet, behind the marker, is closed too.
+    let fresh = key("late2", WindowKind::Daily, "2025-10-01T10:00:00Z");
+    let r = store.merge(vec![update(&fresh, "t-0", &[(5, "2025-10-01T10:00:00Z", 1.0)])]).await.unwrap();
+    assert_eq!(r.late.len(), 1);
+    // Weekly is not affected by the daily marker.
+    let week = key("late", WindowKind::Weekly, "2025-10-01T10:00:00Z");
+    let r = store.merge(vec![update(&week, "t-0", &[(2, "2025-10-01T12:00:00Z", 61.0)])]).await.unwrap();
+    assert_eq!(r.samples_applied, 1);
+    // mark_closed closes an item even ahead of the marker.
+    let later = key("late", WindowKind::Daily, "2025-10-05T10:00:00Z");
+    store.merge(vec![update(&later, "t-0", &[(7, "2025-10-05T10:00:00Z", 1.0)])]).await.unwrap();
+    store.mark_closed(std::slice::from_ref(&later), Utc::now() + Duration::days(7)).await.unwrap();
+    let r = store.merge(vec![update(&later, "t-0", &[(8, "2025-10-05T11:00:00Z", 1.0)])]).await.unwrap();
+    assert_eq!(r.late.len(), 1);
+    assert!(item(store, &later).await.is_none(), "closed items are not open");
+}
+
+async fn concurrent_writers_lose_nothing(store: Arc<dyn AccumulatorStore>) {
+    let k = key("hot", WindowKind::Monthly, "2025-11-17T10:00:00Z");
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let store = store.clone();
+        let k = k.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..1_000i64 {
+                let u = update(&k, &format!("t-{task}"), &[(i, "2025-11-17T10:00:00Z", 1.0)]);
+                store.merge(vec![u]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stored = item(store.as_ref(), &k).await.unwrap();
+    assert_eq!(stored.state.count, 8_000);
+    assert_eq!(stored.state.sum, 8_000.0);
+    assert_eq!(stored.version, 8_000);
+    assert!(stored.fences.values().all(|f| *f == 999));
+}
+
+async fn watermarks_only_advance(store: &dyn AccumulatorStore) {
+    let p = |max: &str, upd: &str| PartitionProgress {
+        partition: "t-9".into(),
+        max_event_time: at(max),
+        updated_at: at(upd),
+    };
+    store.advance_watermarks(&[p("2025-11-17T10:00:00Z", "2025-11-20T00:00:00Z")]).await.unwrap();
+    store.advance_watermarks(&[p("2025-11-16T10:00:00Z", "2025-11-21T00:00:00Z")]).await.unwrap();
+    let got = store.partition_progress().await.unwrap().into_iter().find(|x| x.partition == "t-9").unwrap();
+    assert_eq!(got.max_event_time, at("2025-11-17T10:00:00Z"));
+    assert_eq!(got.updated_at, at("2025-11-21T00:00:00Z"));
+}
+
+async fn sqlite() -> (tempfile::TempDir, Arc<dyn AccumulatorStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_dir(dir.path()).await.unwrap();
+    (dir, Arc::new(store))
+}
+
+#[tokio::test]
+async fn sqlite_fences() {
+    let (_d, s) = sqlite().await;
+    fences_skip_what_was_applied(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_closed_windows() {
+    let (_d, s) = sqlite().await;
+    closed_windows_refuse_and_report_late_samples(s.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_writers() {
+    let (_d, s) = sqlite().await;
+    concurrent_writers_lose_nothing(s).await;
+}
+
+#[tokio::test]
+async fn sqlite_watermarks() {
+    let (_d, s) = sqlite().await;
+    watermarks_only_advance(s.as_ref()).await;
+}
