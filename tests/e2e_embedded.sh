@@ -11,3 +11,31 @@ trap 'rm -rf "$work"' EXIT
 "$CARGO_TARGET_DIR/debug/healthlake" demo --dir "$work/demo" --records 4000 --seed 11 \
   --expect-out "$work/expected.json"
 "$HEALTHLAKE_PYTHON" tests/check_tables.py "$work/expected.json"
+
+# The same handlers on hand-fed event files, as `invoke` runs them: a second pass over the same
+# events must write nothing.
+events="$work/events"
+"$CARGO_TARGET_DIR/debug/healthlake" events --out "$events" --records 600 --batch-size 200
+export SCHEMA_REGISTRY_URL="file://$events/schemas"
+export ICEBERG_CATALOG_URI="sqlite://$work/invoke/catalog.db"
+export ICEBERG_WAREHOUSE="file://$work/invoke/warehouse"
+export HEALTHLAKE_STATE_DIR="$work/invoke/state"
+export LOG_LEVEL=WARNING
+first=$("$CARGO_TARGET_DIR/debug/healthlake" invoke ingest --event "$events")
+echo "$first"
+second=$("$CARGO_TARGET_DIR/debug/healthlake" invoke ingest --event "$events")
+echo "$second"
+if grep -qv ' 0 raw rows, 0 error rows' <<<"$second"; then
+  echo "FAIL: redelivered events wrote rows again" >&2
+  exit 1
+fi
+for kind in daily weekly monthly; do
+  "$CARGO_TARGET_DIR/debug/healthlake" invoke finalize --kind "$kind"
+done
+"$CARGO_TARGET_DIR/debug/healthlake" summary --rows 1
+if MIN_HEART_RATE=300 "$CARGO_TARGET_DIR/debug/healthlake" summary 2>"$work/err"; then
+  echo "FAIL: a bad setting was accepted" >&2
+  exit 1
+fi
+grep -q 'MIN_HEART_RATE' "$work/err" || { echo "FAIL: error does not name the variable" >&2; cat "$work/err"; exit 1; }
+echo "invoke checks passed"

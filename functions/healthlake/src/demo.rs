@@ -167,3 +167,53 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(Args)]
+pub(crate) struct EventsArgs {
+    /// Folder for `NNNNN.json` events and `schemas/<id>.avsc`.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 20)]
+    users: usize,
+    #[arg(long, default_value_t = 1_000)]
+    records: usize,
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    #[arg(long, default_value_t = 250)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 30)]
+    days: i64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+pub(crate) fn write_events(settings: &Settings, args: EventsArgs) -> Result<()> {
+    let schemas = args.out.join("schemas");
+    std::fs::create_dir_all(&schemas)?;
+    for (id, text) in WRITER_SCHEMAS {
+        std::fs::write(schemas.join(format!("{id}.avsc")), text)?;
+    }
+    let config = GeneratorConfig {
+        seed: args.seed,
+        topic: settings.kafka_topic.clone(),
+        partitions: args.partitions,
+        users: args.users,
+        records: args.records,
+        start: chrono::Utc::now() - Duration::days(args.days + 2),
+        span: Duration::days(args.days),
+        ..GeneratorConfig::default()
+    };
+    let produced = assign_offsets(&config.topic, generate::generate(&config));
+    let plan = deliveries(&produced, args.batch_size, 0, 0);
+    for (i, (_, event)) in plan.iter().enumerate() {
+        std::fs::write(args.out.join(format!("{i:05}.json")), serde_json::to_string_pretty(event)?)?;
+    }
+    println!(
+        "wrote {} events ({} records) to {}; set SCHEMA_REGISTRY_URL=file://{}",
+        plan.len(),
+        produced.len(),
+        args.out.display(),
+        std::fs::canonicalize(&schemas)?.display()
+    );
+    Ok(())
+}

@@ -36,6 +36,9 @@ enum Command {
         #[command(subcommand)]
         handler: Invoke,
     },
+    /// Write generated Kafka events (as the event source mapping sends them) to JSON files, and
+    /// the writer schemas they reference, for `invoke ingest` or `cargo lambda invoke`.
+    Events(demo::EventsArgs),
     /// Print rows per table, errors by type and a few aggregate rows.
     Summary {
         /// Aggregate rows to show per window kind.
@@ -99,6 +102,7 @@ async fn main() -> Result<()> {
             init_tracing(&settings, true);
             demo::run(settings, args).await
         }
+        Command::Events(args) => demo::write_events(&settings, args),
         Command::Invoke { handler } => {
             init_tracing(&settings, false);
             let app = App::embedded(settings, system_clock()).await?;
