@@ -11,6 +11,12 @@ trap 'rm -rf "$work"' EXIT
 "$CARGO_TARGET_DIR/debug/healthlake" demo --dir "$work/demo" --records 4000 --seed 11 \
   --expect-out "$work/expected.json"
 "$HEALTHLAKE_PYTHON" tests/check_tables.py "$work/expected.json"
+for metric in valid_records invalid_records validation_errors_total deserialization_errors processing_latency \
+  windows_processed records_aggregated window_latency_ms iceberg_writes_total iceberg_commit_duration \
+  iceberg_files_written iceberg_bytes_written schema_evolution_events; do
+  grep -q "^$metric" "$work/demo/metrics.prom" || { echo "FAIL: metric $metric not emitted" >&2; exit 1; }
+done
+echo "ok   the spec's metrics are emitted"
 
 # The same handlers on hand-fed event files, as `invoke` runs them: a second pass over the same
 # events must write nothing.

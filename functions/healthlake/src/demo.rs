@@ -111,6 +111,13 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&expected)?)?;
     }
     let plan = deliveries(&produced, args.batch_size, 3, 4);
+    // The demo is one short process: metrics go to an in-process Prometheus recorder and are
+    // written out at the end instead of served.
+    let metrics = if settings.metrics_enabled {
+        Some(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?)
+    } else {
+        None
+    };
     let app = App::embedded(settings, system_clock()).await?;
 
     let bar = ProgressBar::new(plan.len() as u64);
@@ -161,6 +168,11 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         println!("Watermark: {wm}");
     }
     crate::summary::print(&app, 3).await?;
+    if let Some(handle) = metrics {
+        let path = dir.join("metrics.prom");
+        std::fs::write(&path, handle.render())?;
+        println!("\nMetrics (Prometheus text format): {}", path.display());
+    }
     println!(
         "\nTables: catalog {} (pyiceberg SqlCatalog name {:?}), warehouse {}",
         app.settings.catalog.catalog_uri, app.settings.catalog.catalog_name, app.settings.catalog.warehouse
