@@ -20,21 +20,8 @@ pub(crate) struct DemoArgs {
     /// Folder for the demo's catalog, warehouse and state (emptied first).
     #[arg(long, default_value = ".healthlake/demo")]
     dir: PathBuf,
-    #[arg(long, default_value_t = 60)]
-    users: usize,
-    /// Kafka records (payloads) to generate; each holds 1-8 samples.
-    #[arg(long, default_value_t = 6_000)]
-    records: usize,
-    #[arg(long, default_value_t = 6)]
-    partitions: i32,
-    /// Records per delivered batch (the event source mapping's BatchSize).
-    #[arg(long, default_value_t = 500)]
-    batch_size: usize,
-    /// Days of event time the data spans, ending a week ago.
-    #[arg(long, default_value_t = 75)]
-    days: i64,
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
+    #[command(flatten)]
+    data: DataArgs,
     /// Write what the generator says must land (row counts, offsets per partition) to this JSON
     /// file, for independent checks of the tables.
     #[arg(long)]
@@ -49,34 +36,21 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         std::fs::create_dir_all(&args.dir)?;
         &args.dir
     })?;
-    let schemas = dir.join("schemas");
-    std::fs::create_dir_all(&schemas)?;
-    for (id, text) in WRITER_SCHEMAS {
-        std::fs::write(schemas.join(format!("{id}.avsc")), text)?;
-    }
+    let schemas = write_writer_schemas(&dir)?;
     settings.schema_registry = SchemaRegistrySettings::Directory(schemas);
     settings.catalog.catalog_uri = format!("sqlite://{}", dir.join("catalog.db").display());
     settings.catalog.warehouse = format!("file://{}", dir.join("warehouse").display());
     settings.state_dir = dir.join("state");
 
-    let start = chrono::Utc::now() - Duration::days(args.days + 7);
-    let config = GeneratorConfig {
-        seed: args.seed,
-        topic: settings.kafka_topic.clone(),
-        partitions: args.partitions,
-        users: args.users,
-        records: args.records,
-        start,
-        span: Duration::days(args.days),
-        ..GeneratorConfig::default()
-    };
+    let config = args.data.generator(&settings.kafka_topic);
+    let start = config.start;
     println!(
         "Generating {} records for {} users over {} partitions ({} .. {})",
-        args.records,
-        args.users,
-        args.partitions,
+        args.data.records,
+        args.data.users,
+        args.data.partitions,
         start.date_naive(),
-        (start + Duration::days(args.days)).date_naive()
+        (start + config.span).date_naive()
     );
     let produced = assign_offsets(&config.topic, generate::generate(&config));
     let samples: usize = produced
@@ -110,7 +84,7 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         });
         std::fs::write(path, serde_json::to_string_pretty(&expected)?)?;
     }
-    let plan = deliveries(&produced, args.batch_size, 3, 4);
+    let plan = deliveries(&produced, args.data.batch_size, 3, 4);
     // The demo is one short process: metrics go to an in-process Prometheus recorder and are
     // written out at the end instead of served.
     let metrics = if settings.metrics_enabled {
@@ -180,43 +154,65 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// What to generate, shared by `demo` and `events`.
 #[derive(Args)]
-pub(crate) struct EventsArgs {
-    /// Folder for `NNNNN.json` events and `schemas/<id>.avsc`.
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long, default_value_t = 20)]
+pub(crate) struct DataArgs {
+    #[arg(long, default_value_t = 60)]
     users: usize,
-    #[arg(long, default_value_t = 1_000)]
+    /// Kafka records (payloads) to generate; each holds 1-8 samples.
+    #[arg(long, default_value_t = 6_000)]
     records: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 6)]
     partitions: i32,
-    #[arg(long, default_value_t = 250)]
+    /// Records per delivered batch (the event source mapping's BatchSize).
+    #[arg(long, default_value_t = 500)]
     batch_size: usize,
-    #[arg(long, default_value_t = 30)]
+    /// Days of event time the data spans, ending a week ago.
+    #[arg(long, default_value_t = 75)]
     days: i64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
 }
 
-pub(crate) fn write_events(settings: &Settings, args: EventsArgs) -> Result<()> {
-    let schemas = args.out.join("schemas");
+impl DataArgs {
+    fn generator(&self, topic: &str) -> GeneratorConfig {
+        GeneratorConfig {
+            seed: self.seed,
+            topic: topic.to_string(),
+            partitions: self.partitions,
+            users: self.users,
+            records: self.records,
+            start: chrono::Utc::now() - Duration::days(self.days + 7),
+            span: Duration::days(self.days),
+            ..GeneratorConfig::default()
+        }
+    }
+}
+
+/// Writes the generator's writer schemas as `<dir>/schemas/<id>.avsc`, a file schema source.
+fn write_writer_schemas(dir: &std::path::Path) -> Result<PathBuf> {
+    let schemas = dir.join("schemas");
     std::fs::create_dir_all(&schemas)?;
     for (id, text) in WRITER_SCHEMAS {
         std::fs::write(schemas.join(format!("{id}.avsc")), text)?;
     }
-    let config = GeneratorConfig {
-        seed: args.seed,
-        topic: settings.kafka_topic.clone(),
-        partitions: args.partitions,
-        users: args.users,
-        records: args.records,
-        start: chrono::Utc::now() - Duration::days(args.days + 2),
-        span: Duration::days(args.days),
-        ..GeneratorConfig::default()
-    };
+    Ok(std::fs::canonicalize(schemas)?)
+}
+
+#[derive(Args)]
+pub(crate) struct EventsArgs {
+    /// Folder for `NNNNN.json` events and `schemas/<id>.avsc`.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+pub(crate) fn write_events(settings: &Settings, args: EventsArgs) -> Result<()> {
+    let schemas = write_writer_schemas(&args.out)?;
+    let config = args.data.generator(&settings.kafka_topic);
     let produced = assign_offsets(&config.topic, generate::generate(&config));
-    let plan = deliveries(&produced, args.batch_size, 0, 0);
+    let plan = deliveries(&produced, args.data.batch_size, 0, 0);
     for (i, (_, event)) in plan.iter().enumerate() {
         std::fs::write(args.out.join(format!("{i:05}.json")), serde_json::to_string_pretty(event)?)?;
     }
@@ -225,7 +221,7 @@ pub(crate) fn write_events(settings: &Settings, args: EventsArgs) -> Result<()> 
         plan.len(),
         produced.len(),
         args.out.display(),
-        std::fs::canonicalize(&schemas)?.display()
+        schemas.display()
     );
     Ok(())
 }
