@@ -234,6 +234,12 @@ impl IngestHandler {
             }
         }
 
+        let mut progress: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for raw in processed.iter().flat_map(|p| &p.raw) {
+            let entry = progress.entry(raw.kafka.partition_key()).or_insert(raw.start_date);
+            *entry = (*entry).max(raw.start_date);
+        }
+
         // 3 + 4. Split into the two tables' rows, above each table's committed offsets.
         let raw_committed = self.lake.committed_offsets(TableKind::Raw).await?;
         let errors_committed = self.lake.committed_offsets(TableKind::Errors).await?;
@@ -311,12 +317,8 @@ impl IngestHandler {
         }
         metrics::record_validation(&valid_by_type, &errors_by_label);
 
-        // 5. Watermarks: the highest valid event time per partition.
-        let mut progress: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-        for raw in &raw_rows {
-            let entry = progress.entry(raw.kafka.partition_key()).or_insert(raw.start_date);
-            *entry = (*entry).max(raw.start_date);
-        }
+        // 5. Watermarks: the highest valid event time per partition, over the whole batch (also
+        // the rows a redelivery skipped: the crashed first attempt may not have got this far).
         let observations: Vec<PartitionProgress> = progress
             .into_iter()
             .map(|(partition, max_event_time)| PartitionProgress { partition, max_event_time, updated_at: now })
