@@ -1,0 +1,54 @@
+//! The finalize Lambda, invoked by an EventBridge Scheduler schedule per window kind with the
+//! input `{"kind": "daily" | "weekly" | "monthly"}`.
+
+use std::sync::Arc;
+
+use healthlake_core::WindowKind;
+use healthlake_lambda::{HandlerFailure, init_tracing};
+use healthlake_pipeline::app::App;
+use healthlake_pipeline::config::Settings;
+use healthlake_pipeline::system_clock;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The schedule's input.
+#[derive(Debug, Deserialize, PartialEq)]
+struct FinalizeInput {
+    kind: WindowKind,
+}
+
+async fn handle(app: &App, event: LambdaEvent<FinalizeInput>) -> Result<Value, HandlerFailure> {
+    let report = app.finalize.handle(event.payload.kind).await?;
+    Ok(json!({
+        "kind": event.payload.kind,
+        "watermark": report.watermark,
+        "closedThrough": report.closed_through,
+        "windowsEmitted": report.windows_emitted,
+        "windowsRecovered": report.windows_recovered,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let settings = Settings::from_env()?;
+    init_tracing(&settings);
+    let app = Arc::new(App::embedded(settings, system_clock()).await?);
+    lambda_runtime::run(service_fn(move |event| {
+        let app = app.clone();
+        async move { handle(&app, event).await }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_input_parses() {
+        let input: FinalizeInput = serde_json::from_str(r#"{"kind":"weekly"}"#).unwrap();
+        assert_eq!(input, FinalizeInput { kind: WindowKind::Weekly });
+        assert!(serde_json::from_str::<FinalizeInput>(r#"{"kind":"hourly"}"#).is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! Shared by the Lambda binaries: they stay a few lines each.
+
+use healthlake_pipeline::config::{LogFormat, Settings};
+use lambda_runtime::Diagnostic;
+
+/// JSON logs to CloudWatch by default, at `LOG_LEVEL`.
+pub fn init_tracing(settings: &Settings) {
+    let level = match settings.log_level.as_str() {
+        "WARNING" => "warn".to_string(),
+        other => other.to_ascii_lowercase(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_target(false)
+        .without_time(); // CloudWatch stamps every line
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+/// A handler failure as the runtime reports it. The `error_type` starts with `Retryable.` or
+/// `Permanent.` so alarms and on-failure destinations can tell a batch worth retrying (store or
+/// catalog unavailable, commit conflicts) from one that never will succeed (strict-mode rejects).
+#[derive(Debug)]
+pub struct HandlerFailure {
+    pub retryable: bool,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl From<HandlerFailure> for Diagnostic {
+    fn from(f: HandlerFailure) -> Self {
+        let class = if f.retryable { "Retryable" } else { "Permanent" };
+        Diagnostic { error_type: format!("{class}.{}", f.kind), error_message: f.message }
+    }
+}
+
+impl From<healthlake_pipeline::ingest::IngestError> for HandlerFailure {
+    fn from(e: healthlake_pipeline::ingest::IngestError) -> Self {
+        HandlerFailure { retryable: e.is_retryable(), kind: "IngestError", message: e.to_string() }
+    }
+}
+
+impl From<healthlake_pipeline::finalize::FinalizeError> for HandlerFailure {
+    fn from(e: healthlake_pipeline::finalize::FinalizeError) -> Self {
+        HandlerFailure { retryable: e.is_retryable(), kind: "FinalizeError", message: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_say_whether_to_retry() {
+        let d: Diagnostic = HandlerFailure { retryable: false, kind: "IngestError", message: "strict".into() }.into();
+        assert_eq!(d.error_type, "Permanent.IngestError");
+        let d: Diagnostic = HandlerFailure { retryable: true, kind: "FinalizeError", message: "x".into() }.into();
+        assert_eq!(d.error_type, "Retryable.FinalizeError");
+    }
+}
