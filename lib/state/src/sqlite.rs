@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use healthlake_core::time::{from_micros, to_micros};
-use healthlake_core::{WelfordState, Window, WindowKind};
+use healthlake_core::{Window, WindowKind};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, SqliteConnection};
 
@@ -105,32 +105,12 @@ impl SqliteStore {
             let closed_by_marker =
                 markers.get(&key.window.kind).copied().flatten().is_some_and(|m| key.window.end() <= m);
             let closed = closed_by_marker || existing.as_ref().is_some_and(|i| i.closed);
-            let mut item = existing.clone().unwrap_or_else(|| AccumulatorItem {
-                key: key.clone(),
-                state: WelfordState::default(),
-                fences: BTreeMap::new(),
-                version: 0,
-                closed: false,
-            });
-            let mut applied = 0;
-            let mut changed = false;
-            for (partition, contribution) in &update.contributions {
-                let fence = item.fences.get(partition).copied();
-                if closed {
-                    // Samples at or below the fence were applied before the window closed.
-                    report.late.extend(contribution.samples_above(fence).map(|r| (key.clone(), r.clone())));
-                    continue;
-                }
-                if let Some(part) = contribution.above(fence) {
-                    applied += part.count as usize;
-                    item.state.merge(&part);
-                    item.fences.insert(partition.clone(), fence.unwrap_or(i64::MIN).max(contribution.last_offset));
-                    changed = true;
-                }
-            }
-            if !changed {
+            let step = update.apply_to(existing.as_ref(), closed);
+            report.late.extend(step.late);
+            if !step.changed {
                 return Ok(());
             }
+            let (item, applied) = (step.item, step.samples_applied);
             let state = serde_json::to_string(&item.state).expect("state serializes");
             let fences = serde_json::to_string(&item.fences).expect("fences serialize");
             let written = match existing {
