@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The independent Iceberg reader of the tests: pyiceberg from PyPI, in a cached virtualenv.
+# The independent Iceberg reader of the tests: pyiceberg from PyPI, in a cached virtualenv,
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-if ! "$HEALTHLAKE_PYTHON" -c 'import pyiceberg, pyarrow, sqlalchemy' >/dev/null 2>&1; then
+# and the AWS API emulator (moto server) for the DynamoDB adapter's tests.
+if ! "$HEALTHLAKE_PYTHON" -c 'import pyiceberg, pyarrow, sqlalchemy, moto.server, flask' >/dev/null 2>&1; then
   python3 -m venv "$HEALTHLAKE_CACHE/venv"
   "$HEALTHLAKE_CACHE/venv/bin/pip" install --quiet --disable-pip-version-check \
-    'pyiceberg[sql-sqlite,pyarrow]==0.12.0'
+    'pyiceberg[sql-sqlite,pyarrow]==0.12.0' 'moto[server]==5.2.5'
 fi
 "$HEALTHLAKE_PYTHON" -c 'import pyiceberg; print("pyiceberg", pyiceberg.__version__)'

@@ -5,9 +5,11 @@
 //! implements the same contract (same fence, version and close semantics), so the handlers do not
 //! know which one they talk to.
 
+mod dynamodb;
 mod model;
 mod sqlite;
 
+pub use dynamodb::DynamoDbStore;
 pub use model::*;
 pub use sqlite::SqliteStore;
 

@@ -1,0 +1,462 @@
+//! The accumulator store on DynamoDB: one table, conditional writes, a sparse GSI of open items.
+//!
+//! Items (`pk`, `sk`):
+//! - accumulator: `acc#<user>#<type>`, `<kind>#<window start>`; `state` and `fences` as JSON,
+//!   `version`, `closed`, `window_end` (µs); while open also `gsi_pk` = `open#<kind>#<shard>`
+//!   (shard = hash(user) mod N, so one day's windows are not one hot partition) and `gsi_sk` =
+//!   `window_end`. Closing removes `gsi_pk`, so the `by_window` index holds open items only,
+//!   and sets `ttl` (seconds) so DynamoDB deletes closed state after STATE_TTL_DAYS.
+//! - close marker: `marker`, `<kind>`; `closed_through` (µs).
+//! - partition progress: `progress`, `<topic-partition>`; `max_event`, `updated_at` (µs).
+//!
+//! A merge writes each item with TransactWriteItems: a ConditionCheck that the kind's close
+//! marker is still before the window's end, and a Put conditional on the version read. A lost
+//! race re-reads and retries; a moved marker turns the samples late, as in the embedded store.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem,
+};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use healthlake_core::time::{from_micros, to_micros};
+use healthlake_core::{Window, WindowKind};
+
+use crate::{
+    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionProgress, StoreError,
+};
+
+const INDEX: &str = "by_window";
+/// Hot keys (many partitions writing one user's window) may lose many races in a row; jittered
+/// backoff spreads the writers out.
+const MAX_CONFLICT_ATTEMPTS: u32 = 40;
+/// Items written at once; bounded so a big batch does not exhaust provisioned capacity at once.
+const WRITE_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+    shards: u32,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn unavailable<E: std::fmt::Debug>(e: E) -> StoreError {
+    StoreError::Unavailable(format!("{e:?}"))
+}
+
+fn acc_pk(key: &AccumulatorKey) -> String {
+    format!("acc#{}", key.entity())
+}
+
+fn shard_of(user: &str, shards: u32) -> u32 {
+    // FNV-1a: stable across processes and releases, unlike std's RandomState.
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in user.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % shards.max(1)
+}
+
+impl DynamoDbStore {
+    pub fn new(client: Client, table: impl Into<String>, shards: u32) -> Self {
+        Self { client, table: table.into(), shards: shards.max(1) }
+    }
+
+    /// Creates the table and its index as the deployment describes them (for local emulators
+    /// and tests; production tables come from Terraform).
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        let attr = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(t).build().expect("attribute")
+        };
+        let key =
+            |name: &str, t: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(t).build().expect("key");
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk", ScalarAttributeType::S))
+            .attribute_definitions(attr("sk", ScalarAttributeType::S))
+            .attribute_definitions(attr("gsi_pk", ScalarAttributeType::S))
+            .attribute_definitions(attr("gsi_sk", ScalarAttributeType::N))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(INDEX)
+                    .key_schema(key("gsi_pk", KeyType::Hash))
+                    .key_schema(key("gsi_sk", KeyType::Range))
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build()
+                    .expect("index"),
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn item_from(
+        &self,
+        key: AccumulatorKey,
+        attrs: &HashMap<String, AttributeValue>,
+    ) -> Result<AccumulatorItem, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt { key: key.to_string(), reason: reason.to_string() };
+        let text = |name: &str| attrs.get(name).and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt(name));
+        let state = serde_json::from_str(text("state")?).map_err(|e| corrupt(&e.to_string()))?;
+        let fences = serde_json::from_str(text("fences")?).map_err(|e| corrupt(&e.to_string()))?;
+        let version = attrs
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt("version"))?;
+        let closed = attrs.get("closed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+        Ok(AccumulatorItem { key, state, fences, version, closed })
+    }
+
+    async fn markers(&self) -> Result<BTreeMap<WindowKind, DateTime<Utc>>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s("marker"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut markers = BTreeMap::new();
+        for item in out.items() {
+            let kind = item.get("sk").and_then(|v| v.as_s().ok()).and_then(|k| k.parse().ok());
+            let at = item.get("closed_through").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+            if let (Some(kind), Some(at)) = (kind, at) {
+                markers.insert(kind, from_micros(at));
+            }
+        }
+        Ok(markers)
+    }
+
+    async fn get(&self, key: &AccumulatorKey) -> Result<Option<AccumulatorItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(acc_pk(key)))
+            .key("sk", s(key.window.key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item().map(|attrs| self.item_from(key.clone(), attrs)).transpose()
+    }
+
+    /// Reads many items with BatchGetItem (100 keys a call, unprocessed keys retried).
+    async fn get_many(&self, keys: &[&AccumulatorKey]) -> Result<HashMap<AccumulatorKey, AccumulatorItem>, StoreError> {
+        let by_id: HashMap<(String, String), &AccumulatorKey> =
+            keys.iter().map(|k| ((acc_pk(k), k.window.key()), *k)).collect();
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut request = KeysAndAttributes::builder().consistent_read(true);
+            for k in chunk {
+                request = request
+                    .keys(HashMap::from([("pk".to_string(), s(acc_pk(k))), ("sk".to_string(), s(k.window.key()))]));
+            }
+            let mut pending = Some(HashMap::from([(self.table.clone(), request.build().map_err(unavailable)?)]));
+            for attempt in 0.. {
+                let Some(items) = pending.take().filter(|p| !p.is_empty()) else { break };
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
+                }
+                let out =
+                    self.client.batch_get_item().set_request_items(Some(items)).send().await.map_err(unavailable)?;
+                for attrs in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                    let id = (
+                        attrs.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                        attrs.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                    );
+                    if let Some(key) = by_id.get(&id) {
+                        found.insert((*key).clone(), self.item_from((*key).clone(), attrs)?);
+                    }
+                }
+                pending = out.unprocessed_keys().cloned();
+            }
+        }
+        Ok(found)
+    }
+
+    /// Read-merge-write of one item; returns (samples applied, late samples, conflicts retried).
+    async fn merge_one(
+        &self,
+        update: &AccumulatorUpdate,
+        mut existing: Option<AccumulatorItem>,
+        marker: Option<DateTime<Utc>>,
+    ) -> Result<(usize, Vec<(AccumulatorKey, crate::SampleRef)>, usize, bool), StoreError> {
+        let key = &update.key;
+        let mut conflicts = 0;
+        let mut marker_passed = marker.is_some_and(|m| key.window.end() <= m);
+        for _ in 0..MAX_CONFLICT_ATTEMPTS {
+            let closed = marker_passed || existing.as_ref().is_some_and(|i| i.closed);
+            let step = update.apply_to(existing.as_ref(), closed);
+            if !step.changed {
+                return Ok((0, step.late, conflicts, false));
+            }
+            let item = &step.item;
+            let mut attrs = HashMap::from([
+                ("pk".to_string(), s(acc_pk(key))),
+                ("sk".to_string(), s(key.window.key())),
+                ("user_id".to_string(), s(&key.user_id)),
+                ("data_type".to_string(), s(&key.data_type)),
+                ("state".to_string(), s(serde_json::to_string(&item.state).expect("state serializes"))),
+                ("fences".to_string(), s(serde_json::to_string(&item.fences).expect("fences serialize"))),
+                ("version".to_string(), n(item.version + 1)),
+                ("closed".to_string(), AttributeValue::Bool(false)),
+                ("window_end".to_string(), n(to_micros(key.window.end()))),
+                ("gsi_pk".to_string(), s(format!("open#{}#{}", key.window.kind, shard_of(&key.user_id, self.shards)))),
+                ("gsi_sk".to_string(), n(to_micros(key.window.end()))),
+            ]);
+            attrs.shrink_to_fit();
+            let put = match &existing {
+                None => Put::builder().condition_expression("attribute_not_exists(pk)"),
+                Some(old) => Put::builder()
+                    .condition_expression("version = :v AND closed = :open")
+                    .expression_attribute_values(":v", n(old.version))
+                    .expression_attribute_values(":open", AttributeValue::Bool(false)),
+            }
+            .table_name(&self.table)
+            .set_item(Some(attrs))
+            .build()
+            .map_err(unavailable)?;
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("pk", s("marker"))
+                .key("sk", s(key.window.kind.as_str()))
+                .condition_expression("attribute_not_exists(closed_through) OR closed_through < :end")
+                .expression_attribute_values(":end", n(to_micros(key.window.end())))
+                .build()
+                .map_err(unavailable)?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().condition_check(check).build())
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok((step.samples_applied, vec![], conflicts, true)),
+                Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                    let reasons: Vec<Option<String>> = match e.err() {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => {
+                            t.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect()
+                        }
+                        _ => vec![],
+                    };
+                    if reasons.first().and_then(|r| r.as_deref()) == Some("ConditionalCheckFailed") {
+                        marker_passed = true;
+                    } else {
+                        conflicts += 1;
+                        let ceiling = 4u64 << conflicts.min(6);
+                        let wait = rand::Rng::random_range(&mut rand::rng(), 1..=ceiling);
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    }
+                    existing = self.get(key).await?;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(StoreError::ConflictRetriesExhausted { key: key.to_string(), attempts: MAX_CONFLICT_ATTEMPTS })
+    }
+}
+
+#[async_trait]
+impl AccumulatorStore for DynamoDbStore {
+    async fn merge(&self, updates: Vec<AccumulatorUpdate>) -> Result<MergeReport, StoreError> {
+        let mut report = MergeReport::default();
+        if updates.is_empty() {
+            return Ok(report);
+        }
+        let markers = self.markers().await?;
+        let keys: Vec<&AccumulatorKey> = updates.iter().map(|u| &u.key).collect();
+        let mut existing = self.get_many(&keys).await?;
+        // Collected first: a lazily mapped iterator of futures trips async-trait's Send bounds.
+        let jobs: Vec<_> = updates
+            .iter()
+            .map(|u| {
+                let item = existing.remove(&u.key);
+                let marker = markers.get(&u.key.window.kind).copied();
+                self.merge_one(u, item, marker)
+            })
+            .collect();
+        let mut results = futures::stream::iter(jobs).buffer_unordered(WRITE_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            let (applied, late, conflicts, written) = result?;
+            report.samples_applied += applied;
+            report.late.extend(late);
+            report.conflicts_retried += conflicts;
+            report.items_written += usize::from(written);
+        }
+        report.late.sort();
+        Ok(report)
+    }
+
+    async fn advance_watermarks(&self, observations: &[PartitionProgress]) -> Result<(), StoreError> {
+        for p in observations {
+            for (attr, value) in [("max_event", p.max_event_time), ("updated_at", p.updated_at)] {
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s("progress"))
+                    .key("sk", s(&p.partition))
+                    .update_expression("SET #a = :v")
+                    .condition_expression("attribute_not_exists(#a) OR #a < :v")
+                    .expression_attribute_names("#a", attr)
+                    .expression_attribute_values(":v", n(to_micros(value)))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => {}
+                    Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn partition_progress(&self) -> Result<Vec<PartitionProgress>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s("progress"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let micros = |item: &HashMap<String, AttributeValue>, name: &str| {
+            item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).map(from_micros)
+        };
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|item| {
+                Some(PartitionProgress {
+                    partition: item.get("sk")?.as_s().ok()?.clone(),
+                    max_event_time: micros(item, "max_event")?,
+                    updated_at: micros(item, "updated_at")?,
+                })
+            })
+            .collect())
+    }
+
+    async fn advance_close_marker(
+        &self,
+        kind: WindowKind,
+        closed_through: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("marker"))
+            .key("sk", s(kind.as_str()))
+            .update_expression("SET closed_through = :c")
+            .condition_expression("attribute_not_exists(closed_through) OR closed_through < :c")
+            .expression_attribute_values(":c", n(to_micros(closed_through)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        Ok(self.markers().await?.get(&kind).copied())
+    }
+
+    async fn open_items(
+        &self,
+        kind: WindowKind,
+        end_at_or_before: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorItem>, StoreError> {
+        let mut items = Vec::new();
+        for shard in 0..self.shards {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(INDEX)
+                    .key_condition_expression("gsi_pk = :g AND gsi_sk <= :end")
+                    .expression_attribute_values(":g", s(format!("open#{kind}#{shard}")))
+                    .expression_attribute_values(":end", n(to_micros(end_at_or_before)))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for attrs in out.items() {
+                    let field = |name: &str| attrs.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                    let window = Window::from_key(&field("sk")).ok_or_else(|| StoreError::Corrupt {
+                        key: field("pk"),
+                        reason: format!("window key {:?}", field("sk")),
+                    })?;
+                    let key = AccumulatorKey { user_id: field("user_id"), data_type: field("data_type"), window };
+                    let item = self.item_from(key, attrs)?;
+                    if !item.closed {
+                        items.push(item);
+                    }
+                }
+                match out.last_evaluated_key() {
+                    Some(k) if !k.is_empty() => start = Some(k.clone()),
+                    _ => break,
+                }
+            }
+        }
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(items)
+    }
+
+    async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let jobs: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(acc_pk(key)))
+                    .key("sk", s(key.window.key()))
+                    .update_expression("SET closed = :t, #ttl = :ttl, version = version + :one REMOVE gsi_pk")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":t", AttributeValue::Bool(true))
+                    .expression_attribute_values(":ttl", n(expires_at.timestamp()))
+                    .expression_attribute_values(":one", n(1))
+                    .send()
+            })
+            .collect();
+        let mut results = futures::stream::iter(jobs).buffer_unordered(WRITE_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => {}
+                // Already expired and deleted: nothing left to close.
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+}
