@@ -127,19 +127,25 @@ impl DynamoDbStore {
         Ok(AccumulatorItem { key, state, fences, version, closed })
     }
 
-    async fn markers(&self) -> Result<BTreeMap<WindowKind, DateTime<Utc>>, StoreError> {
+    /// The items of one bookkeeping partition (`marker` or `progress`): a handful, one page.
+    async fn bookkeeping_items(&self, pk: &str) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s("marker"))
+            .expression_attribute_values(":pk", s(pk))
             .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
+        Ok(out.items().to_vec())
+    }
+
+    async fn markers(&self) -> Result<BTreeMap<WindowKind, DateTime<Utc>>, StoreError> {
+        let items = self.bookkeeping_items("marker").await?;
         let mut markers = BTreeMap::new();
-        for item in out.items() {
+        for item in &items {
             let kind = item.get("sk").and_then(|v| v.as_s().ok()).and_then(|k| k.parse().ok());
             let at = item.get("closed_through").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
             if let (Some(kind), Some(at)) = (kind, at) {
@@ -337,21 +343,11 @@ impl AccumulatorStore for DynamoDbStore {
     }
 
     async fn partition_progress(&self) -> Result<Vec<PartitionProgress>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s("progress"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
+        let items = self.bookkeeping_items("progress").await?;
         let micros = |item: &HashMap<String, AttributeValue>, name: &str| {
             item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).map(from_micros)
         };
-        Ok(out
-            .items()
+        Ok(items
             .iter()
             .filter_map(|item| {
                 Some(PartitionProgress {
