@@ -4,11 +4,9 @@
 use std::sync::Arc;
 
 use healthlake_core::WindowKind;
-use healthlake_lambda::{HandlerFailure, init_tracing};
+use healthlake_lambda::HandlerFailure;
 use healthlake_pipeline::app::App;
-use healthlake_pipeline::config::Settings;
-use healthlake_pipeline::system_clock;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -31,14 +29,7 @@ async fn handle(app: &App, event: LambdaEvent<FinalizeInput>) -> Result<Value, H
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let settings = Settings::from_env()?;
-    init_tracing(&settings);
-    let app = Arc::new(App::embedded(settings, system_clock()).await?);
-    lambda_runtime::run(service_fn(move |event| {
-        let app = app.clone();
-        async move { handle(&app, event).await }
-    }))
-    .await
+    healthlake_lambda::serve(|app: Arc<App>, event| async move { handle(&app, event).await }).await
 }
 
 #[cfg(test)]

@@ -1,7 +1,34 @@
 //! Shared by the Lambda binaries: they stay a few lines each.
 
+use std::future::Future;
+use std::sync::Arc;
+
+use healthlake_pipeline::app::App;
 use healthlake_pipeline::config::{LogFormat, Settings};
-use lambda_runtime::Diagnostic;
+use healthlake_pipeline::system_clock;
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Starts a function: settings from the environment (failing at start, naming the variable),
+/// tracing, adapters built once per container, then the runtime loop calling `handler`.
+pub async fn serve<E, R, F, Fut>(handler: F) -> Result<(), Error>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(Arc<App>, LambdaEvent<E>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HandlerFailure>> + Send + 'static,
+{
+    let settings = Settings::from_env()?;
+    init_tracing(&settings);
+    let app = Arc::new(App::embedded(settings, system_clock()).await?);
+    let handler = Arc::new(handler);
+    lambda_runtime::run(service_fn(move |event| {
+        let (app, handler) = (app.clone(), handler.clone());
+        async move { handler(app, event).await }
+    }))
+    .await
+}
 
 /// JSON logs to CloudWatch by default, at `LOG_LEVEL`.
 pub fn init_tracing(settings: &Settings) {

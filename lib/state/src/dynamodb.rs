@@ -127,6 +127,28 @@ impl DynamoDbStore {
         Ok(AccumulatorItem { key, state, fences, version, closed })
     }
 
+    /// Sets a time attribute of a bookkeeping item to `value` unless it already holds a later
+    /// one: a conditional max, so racing writers and replays never move it back.
+    async fn raise_to(&self, pk: &str, sk: &str, attr: &str, value: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("SET #a = :v")
+            .condition_expression("attribute_not_exists(#a) OR #a < :v")
+            .expression_attribute_names("#a", attr)
+            .expression_attribute_values(":v", n(to_micros(value)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// The items of one bookkeeping partition (`marker` or `progress`): a handful, one page.
     async fn bookkeeping_items(&self, pk: &str) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
@@ -320,23 +342,7 @@ impl AccumulatorStore for DynamoDbStore {
     async fn advance_watermarks(&self, observations: &[PartitionProgress]) -> Result<(), StoreError> {
         for p in observations {
             for (attr, value) in [("max_event", p.max_event_time), ("updated_at", p.updated_at)] {
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("pk", s("progress"))
-                    .key("sk", s(&p.partition))
-                    .update_expression("SET #a = :v")
-                    .condition_expression("attribute_not_exists(#a) OR #a < :v")
-                    .expression_attribute_names("#a", attr)
-                    .expression_attribute_values(":v", n(to_micros(value)))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => {}
-                    Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
-                    Err(e) => return Err(unavailable(e)),
-                }
+                self.raise_to("progress", &p.partition, attr, value).await?;
             }
         }
         Ok(())
@@ -364,22 +370,7 @@ impl AccumulatorStore for DynamoDbStore {
         kind: WindowKind,
         closed_through: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s("marker"))
-            .key("sk", s(kind.as_str()))
-            .update_expression("SET closed_through = :c")
-            .condition_expression("attribute_not_exists(closed_through) OR closed_through < :c")
-            .expression_attribute_values(":c", n(to_micros(closed_through)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
-            Err(e) => return Err(unavailable(e)),
-        }
+        self.raise_to("marker", kind.as_str(), "closed_through", closed_through).await?;
         Ok(self.markers().await?.get(&kind).copied())
     }
 
