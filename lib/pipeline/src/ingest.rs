@@ -10,7 +10,7 @@
 //! 4. append error rows (invalid, undecodable, late) the same way on the errors table;
 //! 5. advance per-partition watermarks (monotonic, so replays are harmless).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use healthlake_core::decode::{Decoder, WireValue, frame};
 use healthlake_core::record::{ErrorRecord, ErrorType, RawRecord};
 use healthlake_core::{Validator, Window, WindowKind};
-use healthlake_lake::{AppendReport, DataFileSink, LakeError, Lakehouse, TableKind, rows};
+use healthlake_lake::{AppendReport, DataFileSink, LakeError, Lakehouse, TableKind, committed_offsets, rows};
 use healthlake_state::{
     AccumulatorKey, AccumulatorStore, AccumulatorUpdate, PartitionContribution, PartitionProgress, SampleRef,
     StoreError,
@@ -241,8 +241,12 @@ impl IngestHandler {
         }
 
         // 3 + 4. Split into the two tables' rows, above each table's committed offsets.
-        let raw_committed = self.lake.committed_offsets(TableKind::Raw).await?;
-        let errors_committed = self.lake.committed_offsets(TableKind::Errors).await?;
+        // Loaded once per batch: the offsets come from these snapshots and the files are written
+        // with these tables' schemas and properties.
+        let raw_table = self.lake.table(TableKind::Raw).await?;
+        let errors_table = self.lake.table(TableKind::Errors).await?;
+        let raw_committed = committed_offsets(&raw_table)?;
+        let errors_committed = committed_offsets(&errors_table)?;
         let mut raw_rows = Vec::new();
         let mut error_rows = Vec::new();
         let mut valid_by_type: BTreeMap<String, u64> = BTreeMap::new();
@@ -297,8 +301,7 @@ impl IngestHandler {
         };
         if !raw_rows.is_empty() {
             let consumed = consumed(&raw_committed);
-            let table = self.lake.table(TableKind::Raw).await?;
-            let mut sink = DataFileSink::new(&table, &file_prefix("raw", &consumed))?;
+            let mut sink = DataFileSink::new(&raw_table, &file_prefix("raw", &consumed))?;
             sink.write(&rows::raw_batch(sink.arrow_schema(), &raw_rows)?).await?;
             let files = sink.close().await?;
             let commit = self.commit(TableKind::Raw, files, &consumed).await?;
@@ -307,8 +310,7 @@ impl IngestHandler {
         }
         if !error_rows.is_empty() {
             let consumed = consumed(&errors_committed);
-            let table = self.lake.table(TableKind::Errors).await?;
-            let mut sink = DataFileSink::new(&table, &file_prefix("errors", &consumed))?;
+            let mut sink = DataFileSink::new(&errors_table, &file_prefix("errors", &consumed))?;
             sink.write(&rows::error_batch(sink.arrow_schema(), &error_rows)?).await?;
             let files = sink.close().await?;
             let commit = self.commit(TableKind::Errors, files, &consumed).await?;
@@ -366,9 +368,7 @@ fn above(committed: &healthlake_lake::OffsetMap, partition: &str, offset: i64) -
 
 /// A sample whose window(s) had closed: kept whole in the errors table so backfill can fold it in.
 fn late_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorRecord {
-    let closed: Vec<String> = windows.iter().map(|w| w.key()).collect::<HashSet<_>>().into_iter().collect();
-    let mut closed = closed;
-    closed.sort();
+    let closed: Vec<String> = windows.iter().map(|w| w.key()).collect::<BTreeSet<_>>().into_iter().collect();
     ErrorRecord {
         raw_payload: serde_json::to_string(&raw).expect("raw rows serialize"),
         error_type: ErrorType::LateRecord,

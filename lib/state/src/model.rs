@@ -137,28 +137,27 @@ impl AccumulatorUpdate {
     /// closed (item marked closed, or at or below its kind's close marker). Samples at or below a
     /// partition's fence were applied before and are skipped either way.
     pub fn apply_to(&self, existing: Option<&AccumulatorItem>, closed: bool) -> MergeStep {
-        let mut item = existing.cloned().unwrap_or_else(|| AccumulatorItem {
+        let item = existing.cloned().unwrap_or_else(|| AccumulatorItem {
             key: self.key.clone(),
             state: WelfordState::default(),
             fences: BTreeMap::new(),
             version: 0,
             closed: false,
         });
-        let mut step = MergeStep { item: item.clone(), changed: false, samples_applied: 0, late: vec![] };
+        let mut step = MergeStep { item, changed: false, samples_applied: 0, late: vec![] };
         for (partition, contribution) in &self.contributions {
-            let fence = item.fences.get(partition).copied();
+            let fence = step.item.fences.get(partition).copied();
             if closed {
                 step.late.extend(contribution.samples_above(fence).map(|r| (self.key.clone(), r.clone())));
                 continue;
             }
             if let Some(part) = contribution.above(fence) {
                 step.samples_applied += part.count as usize;
-                item.state.merge(&part);
-                item.fences.insert(partition.clone(), fence.unwrap_or(i64::MIN).max(contribution.last_offset));
+                step.item.state.merge(&part);
+                step.item.fences.insert(partition.clone(), fence.unwrap_or(i64::MIN).max(contribution.last_offset));
                 step.changed = true;
             }
         }
-        step.item = item;
         step
     }
 }
