@@ -86,7 +86,6 @@ impl Lakehouse {
             bytes: files.iter().map(|f| f.file_size_in_bytes()).sum(),
             ..AppendReport::default()
         };
-        let once = CommitOnce(self.catalog());
         for attempt in 1..=COMMIT_ATTEMPTS {
             let table = self.table(kind).await?;
             let mut offsets = committed_offsets(&table)?;
@@ -139,7 +138,7 @@ impl Lakehouse {
                 .add_data_files(files.clone())
                 .set_snapshot_properties(summary)
                 .apply(tx)?;
-            match tx.commit(&once).await {
+            match tx.commit(&CommitOnce { catalog: self.catalog(), base: &table }).await {
                 Ok(committed) => {
                     report.snapshot_id = committed.metadata().current_snapshot_id();
                     return Ok(report);
@@ -158,9 +157,16 @@ impl Lakehouse {
     }
 }
 
-/// A catalog view whose commit conflicts are not marked retryable, so the crate's transaction
-/// hands them back to [`Lakehouse::append`] instead of re-applying a stale summary.
-struct CommitOnce<'a>(&'a dyn Catalog);
+/// A catalog view for one commit attempt, pinned to the table version the summary was computed
+/// from. The crate's transaction reloads the table before committing and, when another writer
+/// got in between, silently re-applies our action on the newer version with our stale offset
+/// map; answering that reload with `base` keeps the commit's requirements on `base`, so the
+/// catalog reports the conflict instead. Conflicts are also not marked retryable, so they come
+/// back to [`Lakehouse::append`], which re-reads and re-merges.
+struct CommitOnce<'a> {
+    catalog: &'a dyn Catalog,
+    base: &'a Table,
+}
 
 impl std::fmt::Debug for CommitOnce<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -171,57 +177,60 @@ impl std::fmt::Debug for CommitOnce<'_> {
 #[async_trait]
 impl Catalog for CommitOnce<'_> {
     async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> iceberg::Result<Vec<NamespaceIdent>> {
-        self.0.list_namespaces(parent).await
+        self.catalog.list_namespaces(parent).await
     }
     async fn create_namespace(
         &self,
         namespace: &NamespaceIdent,
         properties: std::collections::HashMap<String, String>,
     ) -> iceberg::Result<Namespace> {
-        self.0.create_namespace(namespace, properties).await
+        self.catalog.create_namespace(namespace, properties).await
     }
     async fn get_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<Namespace> {
-        self.0.get_namespace(namespace).await
+        self.catalog.get_namespace(namespace).await
     }
     async fn namespace_exists(&self, namespace: &NamespaceIdent) -> iceberg::Result<bool> {
-        self.0.namespace_exists(namespace).await
+        self.catalog.namespace_exists(namespace).await
     }
     async fn update_namespace(
         &self,
         namespace: &NamespaceIdent,
         properties: std::collections::HashMap<String, String>,
     ) -> iceberg::Result<()> {
-        self.0.update_namespace(namespace, properties).await
+        self.catalog.update_namespace(namespace, properties).await
     }
     async fn drop_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<()> {
-        self.0.drop_namespace(namespace).await
+        self.catalog.drop_namespace(namespace).await
     }
     async fn list_tables(&self, namespace: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
-        self.0.list_tables(namespace).await
+        self.catalog.list_tables(namespace).await
     }
     async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> iceberg::Result<Table> {
-        self.0.create_table(namespace, creation).await
+        self.catalog.create_table(namespace, creation).await
     }
     async fn load_table(&self, table: &TableIdent) -> iceberg::Result<Table> {
-        self.0.load_table(table).await
+        if table == self.base.identifier() {
+            return Ok(self.base.clone());
+        }
+        self.catalog.load_table(table).await
     }
     async fn drop_table(&self, table: &TableIdent) -> iceberg::Result<()> {
-        self.0.drop_table(table).await
+        self.catalog.drop_table(table).await
     }
     async fn purge_table(&self, table: &TableIdent) -> iceberg::Result<()> {
-        self.0.purge_table(table).await
+        self.catalog.purge_table(table).await
     }
     async fn table_exists(&self, table: &TableIdent) -> iceberg::Result<bool> {
-        self.0.table_exists(table).await
+        self.catalog.table_exists(table).await
     }
     async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
-        self.0.rename_table(src, dest).await
+        self.catalog.rename_table(src, dest).await
     }
     async fn register_table(&self, table: &TableIdent, metadata_location: String) -> iceberg::Result<Table> {
-        self.0.register_table(table, metadata_location).await
+        self.catalog.register_table(table, metadata_location).await
     }
     async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
-        self.0.update_table(commit).await.map_err(|e| {
+        self.catalog.update_table(commit).await.map_err(|e| {
             if e.kind() == ErrorKind::CatalogCommitConflicts {
                 iceberg::Error::new(ErrorKind::CatalogCommitConflicts, e.message().to_string())
             } else {
