@@ -3,10 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-# and the AWS API emulator (moto server) for the DynamoDB adapter's tests.
-if ! "$HEALTHLAKE_PYTHON" -c 'import pyiceberg, pyarrow, sqlalchemy, moto.server, flask' >/dev/null 2>&1; then
+# and the AWS API emulator (moto server: S3, DynamoDB, Glue) for the AWS adapters' tests.
+if ! "$HEALTHLAKE_PYTHON" -c 'import pyiceberg, pyarrow, sqlalchemy, boto3, moto.server, flask' >/dev/null 2>&1; then
   python3 -m venv "$HEALTHLAKE_CACHE/venv"
   "$HEALTHLAKE_CACHE/venv/bin/pip" install --quiet --disable-pip-version-check \
-    'pyiceberg[sql-sqlite,pyarrow]==0.12.0' 'moto[server]==5.2.5'
+    'pyiceberg[sql-sqlite,pyarrow,glue]==0.12.0' 'moto[server]==5.2.5'
 fi
 "$HEALTHLAKE_PYTHON" -c 'import pyiceberg; print("pyiceberg", pyiceberg.__version__)'

@@ -4,14 +4,106 @@ moto's own `moto_server` answers on several threads without locking its backends
 conditional writes racing on one DynamoDB item can both succeed there; real DynamoDB evaluates
 conditions atomically. Serving one request at a time restores that guarantee for our tests
 (clients still race: their read-modify-write cycles interleave).
+
+moto's TransactWriteItems deep-copies every table it touches before applying, to roll back on a
+failed condition: each transaction costs time and memory in proportion to the table (a 10,000-
+record batch's 17,000 items took minutes per few hundred transactions and 10 GB). Served one
+request at a time, checking every condition first and writing only when all hold is atomic
+without the copy; transactions with Update or Delete items keep moto's own path.
+
+moto's Glue also ignores the `VersionId` of UpdateTable, which real Glue uses for optimistic
+locking (a stale one fails with ConcurrentModificationException). Iceberg commits through Glue
+rely on it, so it is enforced here; with requests served one at a time the check and the update
+are atomic, as in Glue.
 """
 
 import os
 import sys
 
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+from moto.glue import responses as glue_responses
+from moto.glue.exceptions import GlueClientError
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
-host, port = sys.argv[1], int(sys.argv[2])
-os.environ.setdefault("MOTO_PORT", str(port))
-run_simple(host, port, DomainDispatcherApplication(create_backend_app), threaded=False, use_reloader=False)
+
+class ConcurrentModificationException(GlueClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__("ConcurrentModificationException", message)
+
+
+_update_table = glue_responses.GlueResponse.update_table
+
+
+def _update_table_with_version_check(self):  # type: ignore[no-untyped-def]
+    expected = self.parameters.get("VersionId")
+    if expected is not None:
+        database = self.parameters.get("DatabaseName")
+        name = (self.parameters.get("TableInput") or {}).get("Name")
+        current = str(self.glue_backend.get_table(database, name)._current_version)
+        if current != str(expected):
+            raise ConcurrentModificationException(
+                f"Table {database}.{name} is at version {current}, the update expected {expected}"
+            )
+    return _update_table(self)
+
+
+glue_responses.GlueResponse.update_table = _update_table_with_version_check
+
+_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items_check_then_write(self, transact_items):  # type: ignore[no-untyped-def]
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    if any(len(item) != 1 for item in transact_items):
+        raise TransactWriteSingleOpException
+    if any(next(iter(item)) not in ("ConditionCheck", "Put") for item in transact_items):
+        return _transact_write_items(self, transact_items)
+    targets = set()
+    reasons = []
+    for item in transact_items:
+        op_type, op = next(iter(item.items()))
+        table = self.get_table(op["TableName"])
+        if op_type == "Put":
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op["Key"]
+        target = (op["TableName"], str(sorted(key.items())))
+        if target in targets:
+            raise MultipleTransactionsException()
+        targets.add(target)
+        current = self.get_item(op["TableName"], key)
+        condition = op.get("ConditionExpression")
+        if condition is not None and not get_filter_expression(
+            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        ).expr(current):
+            old = None
+            if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                old = current.to_json()["Attributes"]
+            reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+        else:
+            reasons.append((None, None, None))
+    if any(code is not None for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    for item in transact_items:
+        op_type, op = next(iter(item.items()))
+        if op_type == "Put":
+            self.put_item(op["TableName"], op["Item"])
+
+
+DynamoDBBackend.transact_write_items = _transact_write_items_check_then_write
+
+if __name__ == "__main__":
+    host, port = sys.argv[1], int(sys.argv[2])
+    os.environ.setdefault("MOTO_PORT", str(port))
+    run_simple(host, port, DomainDispatcherApplication(create_backend_app), threaded=False, use_reloader=False)

@@ -26,3 +26,6 @@ cargo nextest run --workspace --locked --no-fail-fast
 step "end to end: embedded pipeline read back with pyiceberg"
 cargo build -p healthlake --locked
 tests/e2e_embedded.sh
+
+step "end to end: the same events embedded and on the AWS emulator (Glue + S3 + DynamoDB)"
+tests/e2e_aws.sh

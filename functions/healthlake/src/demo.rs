@@ -9,8 +9,9 @@ use chrono::Duration;
 use clap::Args;
 use healthlake_core::WindowKind;
 use healthlake_core::generate::{self, GeneratorConfig, WRITER_SCHEMAS};
+use healthlake_lake::CatalogBackend;
 use healthlake_pipeline::app::App;
-use healthlake_pipeline::config::{SchemaRegistrySettings, Settings};
+use healthlake_pipeline::config::{SchemaRegistrySettings, Settings, StateStoreSettings};
 use healthlake_pipeline::demo::{Delivery, assign_offsets, deliveries};
 use healthlake_pipeline::system_clock;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -38,9 +39,9 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
     })?;
     let schemas = write_writer_schemas(&dir)?;
     settings.schema_registry = SchemaRegistrySettings::Directory(schemas);
-    settings.catalog.catalog_uri = format!("sqlite://{}", dir.join("catalog.db").display());
+    settings.catalog.backend = CatalogBackend::Sql { uri: format!("sqlite://{}", dir.join("catalog.db").display()) };
     settings.catalog.warehouse = format!("file://{}", dir.join("warehouse").display());
-    settings.state_dir = dir.join("state");
+    settings.state = StateStoreSettings::Sqlite { dir: dir.join("state") };
 
     let config = args.data.generator(&settings.kafka_topic);
     let start = config.start;
@@ -92,7 +93,7 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
     } else {
         None
     };
-    let app = App::embedded(settings, system_clock()).await?;
+    let app = App::open(settings, system_clock()).await?;
 
     let bar = ProgressBar::new(plan.len() as u64);
     bar.set_style(
@@ -148,8 +149,8 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         println!("\nMetrics (Prometheus text format): {}", path.display());
     }
     println!(
-        "\nTables: catalog {} (pyiceberg SqlCatalog name {:?}), warehouse {}",
-        app.settings.catalog.catalog_uri, app.settings.catalog.catalog_name, app.settings.catalog.warehouse
+        "\nTables: catalog {:?} (pyiceberg SqlCatalog name {:?}), warehouse {}",
+        app.settings.catalog.backend, app.settings.catalog.catalog_name, app.settings.catalog.warehouse
     );
     Ok(())
 }

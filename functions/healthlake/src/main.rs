@@ -35,6 +35,9 @@ enum Command {
     Invoke {
         #[command(subcommand)]
         handler: Invoke,
+        /// Write the metrics of this run (Prometheus text format) to this file at the end.
+        #[arg(long, global = true)]
+        metrics_out: Option<PathBuf>,
     },
     /// Write generated Kafka events (as the event source mapping sends them) to JSON files, and
     /// the writer schemas they reference, for `invoke ingest` or `cargo lambda invoke`.
@@ -103,46 +106,57 @@ async fn main() -> Result<()> {
             demo::run(settings, args).await
         }
         Command::Events(args) => demo::write_events(&settings, args),
-        Command::Invoke { handler } => {
+        Command::Invoke { handler, metrics_out } => {
             init_tracing(&settings, false);
-            let app = App::embedded(settings, system_clock()).await?;
-            match handler {
-                Invoke::Ingest { event } => {
-                    for file in event_files(&event)? {
-                        let text =
-                            std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-                        let event: KafkaEvent = serde_json::from_str(&text)
-                            .with_context(|| format!("{} is not a Kafka event", file.display()))?;
-                        let report =
-                            app.ingest.handle(&event).await.with_context(|| format!("ingesting {}", file.display()))?;
-                        println!(
-                            "{}: {} records → {} raw rows, {} error rows ({} already committed, skipped)",
-                            file.display(),
-                            report.records,
-                            report.raw_rows_written,
-                            report.error_rows_written,
-                            report.raw_rows_skipped + report.error_rows_skipped
-                        );
-                    }
-                    Ok(())
-                }
-                Invoke::Finalize { kind } => {
-                    let report = app.finalize.handle(kind).await?;
-                    println!(
-                        "{kind}: watermark {}, closed through {}, {} windows emitted, {} recovered",
-                        report.watermark.map(|w| w.to_rfc3339()).unwrap_or_else(|| "none yet".into()),
-                        report.closed_through.map(|w| w.to_rfc3339()).unwrap_or_else(|| "-".into()),
-                        report.windows_emitted,
-                        report.windows_recovered
-                    );
-                    Ok(())
-                }
+            let metrics = match &metrics_out {
+                Some(_) => Some(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?),
+                None => None,
+            };
+            let app = App::open(settings, system_clock()).await?;
+            let result = invoke(&app, handler).await;
+            if let (Some(path), Some(handle)) = (metrics_out, metrics) {
+                std::fs::write(&path, handle.render()).with_context(|| format!("writing {}", path.display()))?;
             }
+            result
         }
         Command::Summary { rows } => {
             init_tracing(&settings, true);
-            let app = App::embedded(settings, system_clock()).await?;
+            let app = App::open(settings, system_clock()).await?;
             summary::print(&app, rows).await
+        }
+    }
+}
+
+async fn invoke(app: &App, handler: Invoke) -> Result<()> {
+    match handler {
+        Invoke::Ingest { event } => {
+            for file in event_files(&event)? {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                let event: KafkaEvent =
+                    serde_json::from_str(&text).with_context(|| format!("{} is not a Kafka event", file.display()))?;
+                let report =
+                    app.ingest.handle(&event).await.with_context(|| format!("ingesting {}", file.display()))?;
+                println!(
+                    "{}: {} records → {} raw rows, {} error rows ({} already committed, skipped)",
+                    file.display(),
+                    report.records,
+                    report.raw_rows_written,
+                    report.error_rows_written,
+                    report.raw_rows_skipped + report.error_rows_skipped
+                );
+            }
+            Ok(())
+        }
+        Invoke::Finalize { kind } => {
+            let report = app.finalize.handle(kind).await?;
+            println!(
+                "{kind}: watermark {}, closed through {}, {} windows emitted, {} recovered",
+                report.watermark.map(|w| w.to_rfc3339()).unwrap_or_else(|| "none yet".into()),
+                report.closed_through.map(|w| w.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                report.windows_emitted,
+                report.windows_recovered
+            );
+            Ok(())
         }
     }
 }

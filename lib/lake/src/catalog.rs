@@ -3,31 +3,89 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use iceberg::io::LocalFsStorageFactory;
+use iceberg::io::{
+    LocalFsStorageFactory, S3_ACCESS_KEY_ID, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_ACCESS_KEY,
+    StorageFactory,
+};
 use iceberg::spec::FormatVersion;
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_sql::{
-    SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlCatalogBuilder,
+use iceberg_catalog_glue::{
+    AWS_ACCESS_KEY_ID, AWS_REGION_NAME, AWS_SECRET_ACCESS_KEY, GLUE_CATALOG_PROP_CATALOG_ID, GLUE_CATALOG_PROP_URI,
+    GLUE_CATALOG_PROP_WAREHOUSE, GlueCatalogBuilder,
 };
+use iceberg_catalog_rest::{REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE, RestCatalogBuilder};
+use iceberg_catalog_sql::{
+    SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlCatalog, SqlCatalogBuilder,
+};
+use iceberg_storage_opendal::OpenDalStorageFactory;
 use tokio::sync::Mutex;
 
 use crate::LakeError;
 use crate::tables::{TableKind, TableNames, definition};
 
-/// Where the tables live. The embedded default is an SQL catalog on a sqlite file with a
-/// filesystem warehouse, the same layout pyiceberg's `SqlCatalog` opens.
+/// Which catalog holds the tables' metadata pointers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogBackend {
+    /// The embedded default: an SQL catalog on a sqlite file, the layout pyiceberg's `SqlCatalog`
+    /// opens. `uri` is `sqlite:///abs/path/catalog.db`.
+    Sql { uri: String },
+    /// AWS Glue. `endpoint` overrides the Glue endpoint (an emulator); `catalog_id` is the
+    /// account whose catalog is used when it is not the caller's.
+    Glue { endpoint: Option<String>, catalog_id: Option<String> },
+    /// An Iceberg REST catalog at `uri`.
+    Rest { uri: String },
+}
+
+/// How data and metadata files reach S3 (ignored for a `file://` warehouse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    /// `S3_ENDPOINT`: an S3-compatible endpoint; AWS's own when `None`.
+    pub endpoint: Option<String>,
+    /// `S3_ACCESS_KEY` / `S3_SECRET_KEY`; the default AWS credential chain when `None`.
+    pub credentials: Option<(String, String)>,
+    /// `S3_PATH_STYLE_ACCESS`.
+    pub path_style_access: bool,
+    /// `S3_REGION`.
+    pub region: String,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self { endpoint: None, credentials: None, path_style_access: true, region: "us-east-1".into() }
+    }
+}
+
+impl S3Settings {
+    /// The `s3.*` FileIO properties every catalog passes to the storage layer.
+    pub fn file_io_props(&self) -> HashMap<String, String> {
+        let mut props = HashMap::from([
+            (S3_REGION.to_string(), self.region.clone()),
+            (S3_PATH_STYLE_ACCESS.to_string(), self.path_style_access.to_string()),
+        ]);
+        if let Some(endpoint) = &self.endpoint {
+            props.insert(S3_ENDPOINT.to_string(), endpoint.clone());
+        }
+        if let Some((key, secret)) = &self.credentials {
+            props.insert(S3_ACCESS_KEY_ID.to_string(), key.clone());
+            props.insert(S3_SECRET_ACCESS_KEY.to_string(), secret.clone());
+        }
+        props
+    }
+}
+
+/// Where the tables live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogSettings {
-    /// `ICEBERG_CATALOG_NAME`: the `catalog_name` column of the SQL catalog tables.
+    /// `ICEBERG_CATALOG_NAME` (for the SQL catalog: the `catalog_name` column of its tables).
     pub catalog_name: String,
-    /// `ICEBERG_CATALOG_URI`, e.g. `sqlite:///abs/path/catalog.db`.
-    pub catalog_uri: String,
-    /// `ICEBERG_WAREHOUSE`, e.g. `file:///abs/path/warehouse`.
+    pub backend: CatalogBackend,
+    /// `ICEBERG_WAREHOUSE`: `file:///abs/path` (SQL catalog only) or `s3://bucket/prefix`.
     pub warehouse: String,
-    /// `ICEBERG_DATABASE`: the namespace.
+    /// `ICEBERG_DATABASE`: the namespace (Glue database).
     pub database: String,
     pub tables: TableNames,
+    pub s3: S3Settings,
 }
 
 /// The tables of one namespace, created on first use.
@@ -44,35 +102,86 @@ impl std::fmt::Debug for Lakehouse {
     }
 }
 
+/// The storage layer for a warehouse location: local files, or S3 through OpenDAL.
+fn storage_factory(warehouse: &str) -> Result<Arc<dyn StorageFactory>, LakeError> {
+    if warehouse.starts_with("file://") {
+        Ok(Arc::new(LocalFsStorageFactory))
+    } else if warehouse.starts_with("s3://") || warehouse.starts_with("s3a://") || warehouse.is_empty() {
+        Ok(Arc::new(OpenDalStorageFactory::S3 { customized_credential_load: None }))
+    } else {
+        Err(LakeError::Config(format!("warehouse {warehouse:?} is neither file:// nor s3://")))
+    }
+}
+
+/// Opens the SQL catalog (creating the sqlite file and the warehouse folder when missing).
+async fn open_sql(uri: &str, settings: &CatalogSettings) -> Result<SqlCatalog, LakeError> {
+    let path = uri
+        .strip_prefix("sqlite://")
+        .ok_or_else(|| LakeError::Config(format!("ICEBERG_CATALOG_URI {uri:?} is not a sqlite:// URI")))?;
+    let path = path.split('?').next().unwrap_or(path);
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| LakeError::Config(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    if let Some(dir) = settings.warehouse.strip_prefix("file://") {
+        std::fs::create_dir_all(dir).map_err(|e| LakeError::Config(format!("cannot create warehouse {dir}: {e}")))?;
+    }
+    let connect_uri = if uri.contains('?') { uri.to_string() } else { format!("{uri}?mode=rwc") };
+    let mut props = settings.s3.file_io_props();
+    props.extend([
+        (SQL_CATALOG_PROP_URI.to_string(), connect_uri),
+        (SQL_CATALOG_PROP_WAREHOUSE.to_string(), settings.warehouse.clone()),
+        (SQL_CATALOG_PROP_BIND_STYLE.to_string(), "QMark".to_string()),
+    ]);
+    Ok(SqlCatalogBuilder::default()
+        .with_storage_factory(storage_factory(&settings.warehouse)?)
+        .load(settings.catalog_name.clone(), props)
+        .await?)
+}
+
 impl Lakehouse {
-    /// Opens the SQL catalog (creating the sqlite file and the warehouse folder when missing).
-    pub async fn open_sql(settings: &CatalogSettings) -> Result<Self, LakeError> {
-        let uri = &settings.catalog_uri;
-        let path = uri
-            .strip_prefix("sqlite://")
-            .ok_or_else(|| LakeError::Config(format!("ICEBERG_CATALOG_URI {uri:?} is not a sqlite:// URI")))?;
-        let path = path.split('?').next().unwrap_or(path);
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| LakeError::Config(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        if let Some(dir) = settings.warehouse.strip_prefix("file://") {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| LakeError::Config(format!("cannot create warehouse {dir}: {e}")))?;
-        }
-        let connect_uri = if uri.contains('?') { uri.clone() } else { format!("{uri}?mode=rwc") };
-        let catalog = SqlCatalogBuilder::default()
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
-            .load(
-                settings.catalog_name.clone(),
-                HashMap::from([
-                    (SQL_CATALOG_PROP_URI.to_string(), connect_uri),
-                    (SQL_CATALOG_PROP_WAREHOUSE.to_string(), settings.warehouse.clone()),
-                    (SQL_CATALOG_PROP_BIND_STYLE.to_string(), "QMark".to_string()),
-                ]),
-            )
-            .await?;
-        Ok(Self::new(Arc::new(catalog), &settings.database, settings.tables.clone()))
+    /// Opens the configured catalog.
+    pub async fn open(settings: &CatalogSettings) -> Result<Self, LakeError> {
+        let catalog: Arc<dyn Catalog> = match &settings.backend {
+            CatalogBackend::Sql { uri } => Arc::new(open_sql(uri, settings).await?),
+            CatalogBackend::Glue { endpoint, catalog_id } => {
+                let mut props = settings.s3.file_io_props();
+                props.insert(GLUE_CATALOG_PROP_WAREHOUSE.to_string(), settings.warehouse.clone());
+                props.insert(AWS_REGION_NAME.to_string(), settings.s3.region.clone());
+                // Static keys are for S3-compatible stores and emulators, where Glue takes the
+                // same ones; on AWS they stay unset and both use the function's role.
+                if let Some((key, secret)) = &settings.s3.credentials {
+                    props.insert(AWS_ACCESS_KEY_ID.to_string(), key.clone());
+                    props.insert(AWS_SECRET_ACCESS_KEY.to_string(), secret.clone());
+                }
+                if let Some(endpoint) = endpoint {
+                    props.insert(GLUE_CATALOG_PROP_URI.to_string(), endpoint.clone());
+                }
+                if let Some(id) = catalog_id {
+                    props.insert(GLUE_CATALOG_PROP_CATALOG_ID.to_string(), id.clone());
+                }
+                Arc::new(
+                    GlueCatalogBuilder::default()
+                        .with_storage_factory(storage_factory(&settings.warehouse)?)
+                        .load(settings.catalog_name.clone(), props)
+                        .await?,
+                )
+            }
+            CatalogBackend::Rest { uri } => {
+                let mut props = settings.s3.file_io_props();
+                props.insert(REST_CATALOG_PROP_URI.to_string(), uri.clone());
+                if !settings.warehouse.is_empty() {
+                    props.insert(REST_CATALOG_PROP_WAREHOUSE.to_string(), settings.warehouse.clone());
+                }
+                Arc::new(
+                    RestCatalogBuilder::default()
+                        .with_storage_factory(storage_factory(&settings.warehouse)?)
+                        .load(settings.catalog_name.clone(), props)
+                        .await?,
+                )
+            }
+        };
+        Ok(Self::new(catalog, &settings.database, settings.tables.clone()))
     }
 
     pub fn new(catalog: Arc<dyn Catalog>, database: &str, names: TableNames) -> Self {

@@ -138,7 +138,7 @@ impl Lakehouse {
                 .add_data_files(files.clone())
                 .set_snapshot_properties(summary)
                 .apply(tx)?;
-            match tx.commit(&CommitOnce { catalog: self.catalog(), base: &table }).await {
+            match commit_on_base(self.catalog(), &table, tx).await {
                 Ok(committed) => {
                     report.snapshot_id = committed.metadata().current_snapshot_id();
                     return Ok(report);
@@ -155,6 +155,13 @@ impl Lakehouse {
         }
         Err(LakeError::CommitConflict { table: ident.to_string(), attempts: COMMIT_ATTEMPTS })
     }
+}
+
+/// Commits `tx` as one attempt on exactly `base`: when the catalog's table is no longer `base`,
+/// the result is a `CatalogCommitConflicts` error (not retryable by the crate), never the
+/// transaction silently re-applied on the newer version.
+pub async fn commit_on_base(catalog: &dyn Catalog, base: &Table, tx: Transaction) -> iceberg::Result<Table> {
+    tx.commit(&CommitOnce { catalog, base }).await
 }
 
 /// A catalog view for one commit attempt, pinned to the table version the summary was computed

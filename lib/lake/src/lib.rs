@@ -8,8 +8,10 @@ pub mod rows;
 pub mod tables;
 mod writer;
 
-pub use catalog::{CatalogSettings, Lakehouse};
-pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, SummaryMark, committed_offsets, summary_counter};
+pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings};
+pub use commit::{
+    AppendReport, OFFSETS_PROPERTY, OffsetMap, SummaryMark, commit_on_base, committed_offsets, summary_counter,
+};
 pub use tables::{TableKind, TableNames};
 pub use writer::{DataFileSink, parquet_properties};
 

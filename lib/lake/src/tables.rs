@@ -78,7 +78,10 @@ fn opt(id: i32, name: &str, t: PrimitiveType, doc: &str) -> NestedField {
     NestedField::optional(id, name, Type::Primitive(t)).with_doc(doc)
 }
 
-use PrimitiveType::{Boolean, Date, Double, Int, Long, String as Str, Timestamptz};
+// Times are Iceberg `timestamp` (without zone) holding UTC: the spec's Flink `TIMESTAMP`, the type
+// Athena's Iceberg tables use, and one the Glue catalog can describe (`timestamptz` has no Glue
+// column type, and iceberg-catalog-glue refuses it).
+use PrimitiveType::{Boolean, Date, Double, Int, Long, String as Str, Timestamp};
 
 /// A partition field: source column id, partition field name, transform.
 type PartitionField = (i32, &'static str, Transform);
@@ -100,11 +103,11 @@ pub fn definition(kind: TableKind) -> Result<TableDefinition, LakeError> {
                 req(4, "data_type", Str, "Type of health data (heartRate, steps, etc.)"),
                 req(5, "value", Double, "Measured value"),
                 req(6, "unit", Str, "Unit of measurement"),
-                req(7, "start_date", Timestamptz, "Sample start timestamp (event time)"),
-                req(8, "end_date", Timestamptz, "Sample end timestamp"),
-                req(9, "created_at", Timestamptz, "Sample creation timestamp"),
-                req(10, "payload_timestamp", Timestamptz, "Payload received timestamp"),
-                req(11, "processing_time", Timestamptz, "Processing timestamp"),
+                req(7, "start_date", Timestamp, "Sample start timestamp (event time)"),
+                req(8, "end_date", Timestamp, "Sample end timestamp"),
+                req(9, "created_at", Timestamp, "Sample creation timestamp"),
+                req(10, "payload_timestamp", Timestamp, "Payload received timestamp"),
+                req(11, "processing_time", Timestamp, "Processing timestamp"),
                 opt(12, "source_bundle", Str, "Source application bundle ID"),
                 NestedField::optional(
                     13,
@@ -132,11 +135,11 @@ pub fn definition(kind: TableKind) -> Result<TableDefinition, LakeError> {
                 req(1, "raw_payload", Str, "Original raw payload (base64 when binary)"),
                 req(2, "error_type", Str, "Type of error (validation, deserialization, etc.)"),
                 req(3, "error_message", Str, "Error message"),
-                req(4, "error_timestamp", Timestamptz, "When the error occurred"),
+                req(4, "error_timestamp", Timestamp, "When the error occurred"),
                 opt(5, "user_id", Str, "User ID if available"),
                 opt(6, "data_type", Str, "Data type if available"),
                 opt(7, "sample_id", Str, "Sample ID if available"),
-                req(8, "processing_time", Timestamptz, "Processing timestamp"),
+                req(8, "processing_time", Timestamp, "Processing timestamp"),
                 opt(9, "kafka_offset", Long, "Kafka offset of the failed message"),
                 opt(10, "kafka_partition", Int, "Kafka partition"),
                 opt(11, "kafka_topic", Str, "Kafka topic"),
@@ -172,8 +175,8 @@ pub fn definition(kind: TableKind) -> Result<TableDefinition, LakeError> {
             partition.push((2, "data_type", Transform::Identity));
             let base = 10;
             fields.extend([
-                req(base, "window_start", Timestamptz, "Window start timestamp"),
-                req(base + 1, "window_end", Timestamptz, "Window end timestamp"),
+                req(base, "window_start", Timestamp, "Window start timestamp"),
+                req(base + 1, "window_end", Timestamp, "Window end timestamp"),
                 req(base + 2, "min_value", Double, "Minimum value in the window"),
                 req(base + 3, "max_value", Double, "Maximum value in the window"),
                 req(base + 4, "avg_value", Double, "Average value"),
@@ -192,7 +195,7 @@ pub fn definition(kind: TableKind) -> Result<TableDefinition, LakeError> {
             }
             fields.extend([
                 req(base + 11, "record_count", Long, "Total number of records processed"),
-                req(base + 12, "updated_at", Timestamptz, "Last update timestamp"),
+                req(base + 12, "updated_at", Timestamp, "Last update timestamp"),
             ]);
             (fields, identifier, partition)
         }

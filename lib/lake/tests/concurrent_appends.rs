@@ -1,6 +1,7 @@
-//! Many writers appending to one table at once through the SQL catalog (which compares and swaps
-//! the metadata location): every row lands exactly once, and the newest snapshot's offset map
-//! holds every writer's partition, however the commits interleaved.
+//! Many writers appending to one table at once, through the SQL catalog (which compares and swaps
+//! the metadata location) and through Glue + S3 on the AWS emulator (Glue's VersionId check):
+//! every row lands exactly once, and the newest snapshot's offset map holds every writer's
+//! partition, however the commits interleaved.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,12 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use chrono::{DateTime, Utc};
 use healthlake_core::{KafkaCoordinates, RawRecord};
-use healthlake_lake::{CatalogSettings, DataFileSink, LakeError, Lakehouse, TableKind, TableNames, rows};
+use healthlake_lake::{
+    CatalogBackend, CatalogSettings, DataFileSink, LakeError, Lakehouse, S3Settings, TableKind, TableNames,
+    commit_on_base, rows,
+};
+use healthlake_testkit::AwsEmulator;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 fn row(partition: i32, offset: i64) -> RawRecord {
     let ts: DateTime<Utc> = "2025-11-17T10:00:00Z".parse().unwrap();
@@ -44,17 +50,73 @@ async fn append_batch(lake: &Lakehouse, partition: i32, first: i64, last: i64) -
     Ok(lake.append(TableKind::Raw, files, &consumed, &[]).await?.conflicts_retried)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn eight_concurrent_appenders_land_every_row_once_with_a_complete_offset_map() {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = CatalogSettings {
+fn sql_settings(dir: &std::path::Path) -> CatalogSettings {
+    CatalogSettings {
         catalog_name: "health_catalog".into(),
-        catalog_uri: format!("sqlite://{}/catalog.db", dir.path().display()),
-        warehouse: format!("file://{}/warehouse", dir.path().display()),
+        backend: CatalogBackend::Sql { uri: format!("sqlite://{}/catalog.db", dir.display()) },
+        warehouse: format!("file://{}/warehouse", dir.display()),
         database: "health_db".into(),
         tables: TableNames::default(),
-    };
-    let lake = Arc::new(Lakehouse::open_sql(&settings).await.unwrap());
+        s3: S3Settings::default(),
+    }
+}
+
+/// Glue + S3 on a fresh emulator, with the bucket and database created as the deployment does.
+fn glue_settings(emulator: &AwsEmulator) -> CatalogSettings {
+    let warehouse = "s3://healthlake-lake/warehouse";
+    emulator.create_resources(&[("ICEBERG_WAREHOUSE", warehouse), ("ICEBERG_DATABASE", "health_db")]);
+    CatalogSettings {
+        catalog_name: "health_catalog".into(),
+        backend: CatalogBackend::Glue { endpoint: Some(emulator.url.clone()), catalog_id: None },
+        warehouse: warehouse.into(),
+        database: "health_db".into(),
+        tables: TableNames::default(),
+        s3: S3Settings {
+            endpoint: Some(emulator.url.clone()),
+            credentials: Some(("testing".into(), "testing".into())),
+            path_style_access: true,
+            region: "us-east-1".into(),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sql_catalog_eight_concurrent_appenders_land_every_row_once_with_a_complete_offset_map() {
+    let dir = tempfile::tempdir().unwrap();
+    eight_concurrent_appenders(&sql_settings(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn glue_catalog_eight_concurrent_appenders_land_every_row_once_with_a_complete_offset_map() {
+    let emulator = AwsEmulator::start();
+    eight_concurrent_appenders(&glue_settings(&emulator)).await;
+}
+
+/// The conflict Glue commits meet: a transaction built on a table version another writer has
+/// since replaced is refused as a commit conflict (which `append` retries after re-reading),
+/// not applied on top of the newer version.
+#[tokio::test]
+async fn glue_catalog_refuses_a_commit_built_on_a_replaced_version() {
+    let emulator = AwsEmulator::start();
+    let lake = Lakehouse::open(&glue_settings(&emulator)).await.unwrap();
+    let stale = lake.table(TableKind::Raw).await.unwrap();
+    append_batch(&lake, 0, 0, 9).await.unwrap();
+
+    let mut sink = DataFileSink::new(&stale, "stale-writer").unwrap();
+    let rows_: Vec<RawRecord> = (10..20).map(|o| row(1, o)).collect();
+    sink.write(&rows::raw_batch(sink.arrow_schema(), &rows_).unwrap()).await.unwrap();
+    let files = sink.close().await.unwrap();
+    let tx = Transaction::new(&stale);
+    let tx = tx.fast_append().add_data_files(files).apply(tx).unwrap();
+    let err = commit_on_base(lake.catalog(), &stale, tx).await.unwrap_err();
+    assert_eq!(err.kind(), iceberg::ErrorKind::CatalogCommitConflicts, "{err}");
+    assert!(!err.retryable(), "append retries after re-reading, not the crate with a stale summary");
+    assert_eq!(lake.table(TableKind::Raw).await.unwrap().metadata().snapshots().count(), 1);
+    assert_eq!(lake.committed_offsets(TableKind::Raw).await.unwrap(), BTreeMap::from([("t-0".to_string(), 9)]));
+}
+
+async fn eight_concurrent_appenders(settings: &CatalogSettings) {
+    let lake = Arc::new(Lakehouse::open(settings).await.unwrap());
     lake.table(TableKind::Raw).await.unwrap();
     let mut tasks = Vec::new();
     for partition in 0..8 {

@@ -21,7 +21,7 @@ where
 {
     let settings = Settings::from_env()?;
     init_tracing(&settings);
-    let app = Arc::new(App::embedded(settings, system_clock()).await?);
+    let app = Arc::new(App::open(settings, system_clock()).await?);
     let handler = Arc::new(handler);
     lambda_runtime::run(service_fn(move |event| {
         let (app, handler) = (app.clone(), handler.clone());

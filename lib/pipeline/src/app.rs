@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use healthlake_lake::{LakeError, Lakehouse};
-use healthlake_state::{AccumulatorStore, SqliteStore, StoreError};
+use healthlake_state::{AccumulatorStore, DynamoDbStore, SqliteStore, StoreError};
 
 use crate::Clock;
-use crate::config::Settings;
+use crate::config::{Settings, StateStoreSettings};
 use crate::finalize::FinalizeHandler;
 use crate::ingest::IngestHandler;
 use crate::schema_source;
@@ -19,7 +19,7 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
-/// The handlers over the embedded adapters.
+/// The handlers over the adapters the settings choose (embedded or AWS).
 pub struct App {
     pub settings: Settings,
     pub lake: Arc<Lakehouse>,
@@ -29,9 +29,9 @@ pub struct App {
 }
 
 impl App {
-    pub async fn embedded(settings: Settings, clock: Clock) -> Result<Self, StartError> {
-        let lake = Arc::new(Lakehouse::open_sql(&settings.catalog).await?);
-        let store: Arc<dyn AccumulatorStore> = Arc::new(SqliteStore::open_dir(&settings.state_dir).await?);
+    pub async fn open(settings: Settings, clock: Clock) -> Result<Self, StartError> {
+        let lake = Arc::new(Lakehouse::open(&settings.catalog).await?);
+        let store = open_store(&settings.state).await?;
         let ingest = IngestHandler::new(
             settings.clone(),
             schema_source::from_settings(&settings.schema_registry),
@@ -42,4 +42,23 @@ impl App {
         let finalize = FinalizeHandler::new(settings.clone(), lake.clone(), store.clone(), clock);
         Ok(Self { settings, lake, store, ingest, finalize })
     }
+}
+
+/// Opens the accumulator store. DynamoDB credentials come from the default AWS chain.
+pub async fn open_store(settings: &StateStoreSettings) -> Result<Arc<dyn AccumulatorStore>, StoreError> {
+    Ok(match settings {
+        StateStoreSettings::Sqlite { dir } => Arc::new(SqliteStore::open_dir(dir).await?),
+        StateStoreSettings::DynamoDb { table, endpoint, region, shards } => {
+            // Throttling is retried by the SDK with jittered backoff; more attempts than its
+            // default 3, since a retried batch costs far more than a slower write.
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(region.clone()))
+                .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8));
+            if let Some(endpoint) = endpoint {
+                loader = loader.endpoint_url(endpoint);
+            }
+            let client = aws_sdk_dynamodb::Client::new(&loader.load().await);
+            Arc::new(DynamoDbStore::new(client, table.clone(), *shards))
+        }
+    })
 }

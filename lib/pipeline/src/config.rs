@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use chrono::Duration;
 use healthlake_core::{ValidationRules, WindowKind};
-use healthlake_lake::{CatalogSettings, TableNames};
+use healthlake_lake::{CatalogBackend, CatalogSettings, S3Settings, TableNames};
 
 /// The environment variable names: the spec's, then ours (`HEALTHLAKE_*`).
 pub mod env {
@@ -39,7 +39,21 @@ pub mod env {
     pub const PROMETHEUS_PORT: &str = "PROMETHEUS_PORT";
     pub const LOG_LEVEL: &str = "LOG_LEVEL";
     pub const LOG_FORMAT: &str = "LOG_FORMAT";
+    pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
+    pub const S3_ACCESS_KEY: &str = "S3_ACCESS_KEY";
+    pub const S3_SECRET_KEY: &str = "S3_SECRET_KEY";
+    pub const S3_PATH_STYLE_ACCESS: &str = "S3_PATH_STYLE_ACCESS";
+    pub const S3_REGION: &str = "S3_REGION";
+    pub const S3_SSL_ENABLED: &str = "S3_SSL_ENABLED";
+    /// The region the AWS SDKs use (Lambda sets it); the default for `S3_REGION`.
+    pub const AWS_REGION: &str = "AWS_REGION";
+    pub const HEALTHLAKE_GLUE_CATALOG_ID: &str = "HEALTHLAKE_GLUE_CATALOG_ID";
+    /// `sqlite` (embedded, the default) or `dynamodb`.
+    pub const HEALTHLAKE_STATE_STORE: &str = "HEALTHLAKE_STATE_STORE";
     pub const HEALTHLAKE_STATE_DIR: &str = "HEALTHLAKE_STATE_DIR";
+    pub const HEALTHLAKE_DYNAMODB_TABLE: &str = "HEALTHLAKE_DYNAMODB_TABLE";
+    pub const HEALTHLAKE_DYNAMODB_ENDPOINT: &str = "HEALTHLAKE_DYNAMODB_ENDPOINT";
+    pub const HEALTHLAKE_DYNAMODB_SHARDS: &str = "HEALTHLAKE_DYNAMODB_SHARDS";
     pub const HEALTHLAKE_PARTITION_IDLE_TIMEOUT_MINUTES: &str = "HEALTHLAKE_PARTITION_IDLE_TIMEOUT_MINUTES";
     pub const HEALTHLAKE_MAX_FUTURE_SKEW_HOURS: &str = "HEALTHLAKE_MAX_FUTURE_SKEW_HOURS";
 }
@@ -69,12 +83,22 @@ pub enum SchemaRegistrySettings {
     None,
 }
 
+/// Where the accumulators, watermarks and close markers live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateStoreSettings {
+    /// The embedded store: a sqlite file in `dir`.
+    Sqlite { dir: PathBuf },
+    /// One DynamoDB table; `endpoint` overrides AWS's (an emulator); the by-window index is
+    /// written in `shards` shards.
+    DynamoDb { table: String, endpoint: Option<String>, region: String, shards: u32 },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub kafka_topic: String,
     pub schema_registry: SchemaRegistrySettings,
     pub catalog: CatalogSettings,
-    pub state_dir: PathBuf,
+    pub state: StateStoreSettings,
     pub state_ttl: Duration,
     pub max_out_of_orderness: Duration,
     pub partition_idle_timeout: Duration,
@@ -108,32 +132,9 @@ impl Settings {
         let text = |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_string());
         let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")).join(".healthlake");
 
-        let catalog_type = text(env::ICEBERG_CATALOG_TYPE, "sql").to_ascii_lowercase();
-        if catalog_type != "sql" {
-            return Err(ConfigError {
-                variable: env::ICEBERG_CATALOG_TYPE,
-                value: catalog_type,
-                expected: "sql (the embedded catalog; glue and rest come with the production adapters)".into(),
-            });
-        }
-        let catalog_uri =
-            get(env::ICEBERG_CATALOG_URI).unwrap_or_else(|| format!("sqlite://{}", base.join("catalog.db").display()));
-        if !catalog_uri.starts_with("sqlite://") {
-            return Err(ConfigError {
-                variable: env::ICEBERG_CATALOG_URI,
-                value: catalog_uri,
-                expected: "sqlite:///absolute/path/catalog.db".into(),
-            });
-        }
-        let warehouse =
-            get(env::ICEBERG_WAREHOUSE).unwrap_or_else(|| format!("file://{}", base.join("warehouse").display()));
-        if !warehouse.starts_with("file://") {
-            return Err(ConfigError {
-                variable: env::ICEBERG_WAREHOUSE,
-                value: warehouse,
-                expected: "file:///absolute/path for the embedded catalog".into(),
-            });
-        }
+        let s3 = s3_settings(vars)?;
+        let (backend, warehouse) = catalog_backend(vars, &base)?;
+        let state = state_store_settings(vars, &base, &s3.region)?;
 
         let basic_auth =
             match (get(env::SCHEMA_REGISTRY_BASIC_AUTH_USER), get(env::SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD)) {
@@ -219,8 +220,9 @@ impl Settings {
             schema_registry,
             catalog: CatalogSettings {
                 catalog_name: text(env::ICEBERG_CATALOG_NAME, "health_catalog"),
-                catalog_uri,
+                backend,
                 warehouse,
+                s3,
                 database: text(env::ICEBERG_DATABASE, "health_db"),
                 tables: TableNames {
                     raw: text(env::ICEBERG_TABLE_RAW, "health_data_raw"),
@@ -230,7 +232,7 @@ impl Settings {
                     monthly: text(env::ICEBERG_TABLE_MONTHLY_AGG, "health_data_monthly_agg"),
                 },
             },
-            state_dir: get(env::HEALTHLAKE_STATE_DIR).map(PathBuf::from).unwrap_or_else(|| base.join("state")),
+            state,
             state_ttl: Duration::days(parse(vars, env::STATE_TTL_DAYS, 7, "whole days", num)?),
             max_out_of_orderness: Duration::minutes(parse(
                 vars,
@@ -261,6 +263,135 @@ impl Settings {
             log_level,
             log_format,
         })
+    }
+}
+
+fn value(vars: &HashMap<String, String>, name: &str) -> Option<String> {
+    vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn invalid(variable: &'static str, value: impl Into<String>, expected: impl Into<String>) -> ConfigError {
+    ConfigError { variable, value: value.into(), expected: expected.into() }
+}
+
+fn is_http_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
+/// `S3_*`: endpoint (a scheme is added from `S3_SSL_ENABLED` when missing), static keys as a
+/// pair or neither (then the default AWS credential chain), path style, region.
+fn s3_settings(vars: &HashMap<String, String>) -> Result<S3Settings, ConfigError> {
+    let ssl = parse(vars, env::S3_SSL_ENABLED, false, "true or false", parse_bool)?;
+    let endpoint = match value(vars, env::S3_ENDPOINT) {
+        None => None,
+        Some(e) if is_http_url(&e) => Some(e.trim_end_matches('/').to_string()),
+        Some(e) if e.contains("://") => {
+            return Err(invalid(env::S3_ENDPOINT, e, "http(s)://host:port or host:port"));
+        }
+        Some(e) => Some(format!("{}://{}", if ssl { "https" } else { "http" }, e.trim_end_matches('/'))),
+    };
+    let credentials = match (value(vars, env::S3_ACCESS_KEY), value(vars, env::S3_SECRET_KEY)) {
+        (Some(k), Some(s)) => Some((k, s)),
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid(env::S3_SECRET_KEY, "", "a secret key when S3_ACCESS_KEY is set")),
+        (None, Some(_)) => return Err(invalid(env::S3_ACCESS_KEY, "", "an access key when S3_SECRET_KEY is set")),
+    };
+    Ok(S3Settings {
+        endpoint,
+        credentials,
+        path_style_access: parse(vars, env::S3_PATH_STYLE_ACCESS, true, "true or false", parse_bool)?,
+        region: value(vars, env::S3_REGION)
+            .or_else(|| value(vars, env::AWS_REGION))
+            .unwrap_or_else(|| "us-east-1".to_string()),
+    })
+}
+
+/// `ICEBERG_CATALOG_TYPE` with the `ICEBERG_CATALOG_URI` and `ICEBERG_WAREHOUSE` it needs.
+fn catalog_backend(
+    vars: &HashMap<String, String>,
+    base: &std::path::Path,
+) -> Result<(CatalogBackend, String), ConfigError> {
+    let catalog_type = value(vars, env::ICEBERG_CATALOG_TYPE).unwrap_or_else(|| "sql".into()).to_ascii_lowercase();
+    let uri = value(vars, env::ICEBERG_CATALOG_URI);
+    let warehouse = value(vars, env::ICEBERG_WAREHOUSE);
+    let is_s3 = |w: &str| w.starts_with("s3://") || w.starts_with("s3a://");
+    match catalog_type.as_str() {
+        "sql" => {
+            let uri = uri.unwrap_or_else(|| format!("sqlite://{}", base.join("catalog.db").display()));
+            if !uri.starts_with("sqlite://") {
+                return Err(invalid(env::ICEBERG_CATALOG_URI, uri, "sqlite:///absolute/path/catalog.db"));
+            }
+            let warehouse = warehouse.unwrap_or_else(|| format!("file://{}", base.join("warehouse").display()));
+            if !warehouse.starts_with("file://") && !is_s3(&warehouse) {
+                return Err(invalid(env::ICEBERG_WAREHOUSE, warehouse, "file:///absolute/path or s3://bucket/prefix"));
+            }
+            Ok((CatalogBackend::Sql { uri }, warehouse))
+        }
+        "glue" => {
+            let warehouse = warehouse
+                .ok_or_else(|| invalid(env::ICEBERG_WAREHOUSE, "", "s3://bucket/prefix for the Glue catalog"))?;
+            if !is_s3(&warehouse) {
+                return Err(invalid(env::ICEBERG_WAREHOUSE, warehouse, "s3://bucket/prefix for the Glue catalog"));
+            }
+            if let Some(uri) = &uri
+                && !is_http_url(uri)
+            {
+                return Err(invalid(
+                    env::ICEBERG_CATALOG_URI,
+                    uri.clone(),
+                    "the Glue endpoint as http(s)://host:port, or unset for AWS's",
+                ));
+            }
+            let catalog_id = value(vars, env::HEALTHLAKE_GLUE_CATALOG_ID);
+            Ok((CatalogBackend::Glue { endpoint: uri, catalog_id }, warehouse))
+        }
+        "rest" => {
+            let uri = uri
+                .filter(|u| is_http_url(u))
+                .ok_or_else(|| invalid(env::ICEBERG_CATALOG_URI, "", "http(s)://host:port of the REST catalog"))?;
+            Ok((CatalogBackend::Rest { uri }, warehouse.unwrap_or_default()))
+        }
+        other => Err(invalid(
+            env::ICEBERG_CATALOG_TYPE,
+            other,
+            "glue, rest or sql (hadoop and hive catalogs are not supported; use glue on AWS, sql locally)",
+        )),
+    }
+}
+
+/// `HEALTHLAKE_STATE_STORE` and the settings of the chosen store.
+fn state_store_settings(
+    vars: &HashMap<String, String>,
+    base: &std::path::Path,
+    default_region: &str,
+) -> Result<StateStoreSettings, ConfigError> {
+    match value(vars, env::HEALTHLAKE_STATE_STORE).unwrap_or_else(|| "sqlite".into()).to_ascii_lowercase().as_str() {
+        "sqlite" => Ok(StateStoreSettings::Sqlite {
+            dir: value(vars, env::HEALTHLAKE_STATE_DIR).map(PathBuf::from).unwrap_or_else(|| base.join("state")),
+        }),
+        "dynamodb" => {
+            let endpoint = value(vars, env::HEALTHLAKE_DYNAMODB_ENDPOINT);
+            if let Some(e) = &endpoint
+                && !is_http_url(e)
+            {
+                return Err(invalid(env::HEALTHLAKE_DYNAMODB_ENDPOINT, e.clone(), "http(s)://host:port"));
+            }
+            let shards = parse(vars, env::HEALTHLAKE_DYNAMODB_SHARDS, 16u32, "a shard count from 1 to 1000", num)?;
+            if !(1..=1000).contains(&shards) {
+                return Err(invalid(
+                    env::HEALTHLAKE_DYNAMODB_SHARDS,
+                    shards.to_string(),
+                    "a shard count from 1 to 1000",
+                ));
+            }
+            Ok(StateStoreSettings::DynamoDb {
+                table: value(vars, env::HEALTHLAKE_DYNAMODB_TABLE).unwrap_or_else(|| "healthlake-state".into()),
+                endpoint,
+                region: value(vars, env::AWS_REGION).unwrap_or_else(|| default_region.to_string()),
+                shards,
+            })
+        }
+        other => Err(invalid(env::HEALTHLAKE_STATE_STORE, other, "sqlite or dynamodb")),
     }
 }
 
@@ -362,5 +493,70 @@ mod tests {
         assert!(s.validation.strict_mode);
         assert_eq!(s.validation.max_steps_per_day, 5000.0);
         assert_eq!(s.catalog.database, "other");
+    }
+
+    #[test]
+    fn glue_catalog_s3_and_dynamodb_are_read() {
+        let s = Settings::from_map(&vars(&[
+            ("ICEBERG_CATALOG_TYPE", "glue"),
+            ("ICEBERG_CATALOG_URI", "http://127.0.0.1:4566"),
+            ("ICEBERG_WAREHOUSE", "s3://lake/warehouse"),
+            ("S3_ENDPOINT", "127.0.0.1:4566"),
+            ("S3_ACCESS_KEY", "k"),
+            ("S3_SECRET_KEY", "s"),
+            ("AWS_REGION", "eu-west-1"),
+            ("HEALTHLAKE_STATE_STORE", "dynamodb"),
+            ("HEALTHLAKE_DYNAMODB_TABLE", "state"),
+            ("HEALTHLAKE_DYNAMODB_SHARDS", "32"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.catalog.backend,
+            CatalogBackend::Glue { endpoint: Some("http://127.0.0.1:4566".into()), catalog_id: None }
+        );
+        assert_eq!(s.catalog.warehouse, "s3://lake/warehouse");
+        assert_eq!(
+            s.catalog.s3,
+            S3Settings {
+                endpoint: Some("http://127.0.0.1:4566".into()),
+                credentials: Some(("k".into(), "s".into())),
+                path_style_access: true,
+                region: "eu-west-1".into(),
+            }
+        );
+        assert_eq!(
+            s.state,
+            StateStoreSettings::DynamoDb {
+                table: "state".into(),
+                endpoint: None,
+                region: "eu-west-1".into(),
+                shards: 32
+            }
+        );
+    }
+
+    #[test]
+    fn aws_settings_that_cannot_work_name_the_variable() {
+        for (pairs, variable) in [
+            (&[("ICEBERG_CATALOG_TYPE", "glue")][..], "ICEBERG_WAREHOUSE"),
+            (&[("ICEBERG_CATALOG_TYPE", "glue"), ("ICEBERG_WAREHOUSE", "file:///tmp/w")][..], "ICEBERG_WAREHOUSE"),
+            (&[("ICEBERG_CATALOG_TYPE", "rest")][..], "ICEBERG_CATALOG_URI"),
+            (&[("ICEBERG_CATALOG_TYPE", "hadoop")][..], "ICEBERG_CATALOG_TYPE"),
+            (&[("S3_ACCESS_KEY", "k")][..], "S3_SECRET_KEY"),
+            (&[("S3_ENDPOINT", "ftp://x")][..], "S3_ENDPOINT"),
+            (&[("HEALTHLAKE_STATE_STORE", "redis")][..], "HEALTHLAKE_STATE_STORE"),
+            (
+                &[("HEALTHLAKE_STATE_STORE", "dynamodb"), ("HEALTHLAKE_DYNAMODB_SHARDS", "0")][..],
+                "HEALTHLAKE_DYNAMODB_SHARDS",
+            ),
+            (
+                &[("HEALTHLAKE_STATE_STORE", "dynamodb"), ("HEALTHLAKE_DYNAMODB_ENDPOINT", "localhost")][..],
+                "HEALTHLAKE_DYNAMODB_ENDPOINT",
+            ),
+        ] {
+            let err = Settings::from_map(&vars(pairs)).unwrap_err();
+            assert_eq!(err.variable, variable, "{pairs:?}: {err}");
+            assert!(err.to_string().contains(variable), "{err}");
+        }
     }
 }

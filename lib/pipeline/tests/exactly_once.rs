@@ -52,7 +52,7 @@ async fn harness(vars: &[(&str, &str)]) -> Harness {
     let now = Arc::new(Mutex::new(start_time() + Duration::days(90)));
     let clock_now = now.clone();
     let clock: Clock = Arc::new(move || *clock_now.lock().unwrap());
-    let app = App::embedded(settings, clock.clone()).await.unwrap();
+    let app = App::open(settings, clock.clone()).await.unwrap();
     Harness { _dir: dir, app, now, clock }
 }
 

@@ -18,9 +18,11 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    KeysAndAttributes, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem,
+    KeysAndAttributes, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -35,6 +37,8 @@ const INDEX: &str = "by_window";
 /// Hot keys (many partitions writing one user's window) may lose many races in a row; jittered
 /// backoff spreads the writers out.
 const MAX_CONFLICT_ATTEMPTS: u32 = 40;
+/// Conflicts retried at once on the item the failed write returned, before backing off.
+const IMMEDIATE_RETRIES: usize = 2;
 /// Items written at once; bounded so a big batch does not exhaust provisioned capacity at once.
 const WRITE_CONCURRENCY: usize = 16;
 
@@ -51,6 +55,12 @@ fn s(v: impl Into<String>) -> AttributeValue {
 
 fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// Counts a request by operation (`dynamodb_requests{operation}`), so the calls a batch costs
+/// show in the metrics next to the pipeline's own.
+fn count(operation: &'static str) {
+    metrics::counter!("dynamodb_requests", "operation" => operation).increment(1);
 }
 
 fn unavailable<E: std::fmt::Debug>(e: E) -> StoreError {
@@ -84,6 +94,7 @@ impl DynamoDbStore {
         };
         let key =
             |name: &str, t: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(t).build().expect("key");
+        count("CreateTable");
         self.client
             .create_table()
             .table_name(&self.table)
@@ -130,6 +141,7 @@ impl DynamoDbStore {
     /// Sets a time attribute of a bookkeeping item to `value` unless it already holds a later
     /// one: a conditional max, so racing writers and replays never move it back.
     async fn raise_to(&self, pk: &str, sk: &str, attr: &str, value: DateTime<Utc>) -> Result<(), StoreError> {
+        count("UpdateItem");
         let result = self
             .client
             .update_item()
@@ -151,6 +163,7 @@ impl DynamoDbStore {
 
     /// The items of one bookkeeping partition (`marker` or `progress`): a handful, one page.
     async fn bookkeeping_items(&self, pk: &str) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        count("Query");
         let out = self
             .client
             .query()
@@ -178,6 +191,7 @@ impl DynamoDbStore {
     }
 
     async fn get(&self, key: &AccumulatorKey) -> Result<Option<AccumulatorItem>, StoreError> {
+        count("GetItem");
         let out = self
             .client
             .get_item()
@@ -208,6 +222,7 @@ impl DynamoDbStore {
                 if attempt > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
                 }
+                count("BatchGetItem");
                 let out =
                     self.client.batch_get_item().set_request_items(Some(items)).send().await.map_err(unavailable)?;
                 for attrs in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
@@ -265,6 +280,8 @@ impl DynamoDbStore {
             }
             .table_name(&self.table)
             .set_item(Some(attrs))
+            // A lost race returns the winner's item, so the retry needs no re-read.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(unavailable)?;
             let check = ConditionCheck::builder()
@@ -275,6 +292,7 @@ impl DynamoDbStore {
                 .expression_attribute_values(":end", n(to_micros(key.window.end())))
                 .build()
                 .map_err(unavailable)?;
+            count("TransactWriteItems");
             let result = self
                 .client
                 .transact_write_items()
@@ -285,21 +303,34 @@ impl DynamoDbStore {
             match result {
                 Ok(_) => return Ok((step.samples_applied, vec![], conflicts, true)),
                 Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                    let reasons: Vec<Option<String>> = match e.err() {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => {
-                            t.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect()
-                        }
+                    let reasons = match e.err() {
+                        TransactWriteItemsError::TransactionCanceledException(t) => t.cancellation_reasons().to_vec(),
                         _ => vec![],
                     };
-                    if reasons.first().and_then(|r| r.as_deref()) == Some("ConditionalCheckFailed") {
+                    let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                    if failed(0) {
                         marker_passed = true;
-                    } else {
-                        conflicts += 1;
-                        let ceiling = 4u64 << conflicts.min(6);
-                        let wait = rand::Rng::random_range(&mut rand::rng(), 1..=ceiling);
-                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                     }
-                    existing = self.get(key).await?;
+                    let winner = reasons.get(1).filter(|_| failed(1)).and_then(|r| r.item());
+                    if failed(1) {
+                        conflicts += 1;
+                        metrics::counter!("dynamodb_conflicts_retried").increment(1);
+                    }
+                    // The winner's item is fresh now: retry on it at once. After a few losses in
+                    // a row the key is hot: back off, then read it again (it will have moved on).
+                    existing = match winner {
+                        Some(attrs) if !marker_passed && conflicts <= IMMEDIATE_RETRIES => {
+                            Some(self.item_from(key.clone(), attrs)?)
+                        }
+                        _ => {
+                            if failed(1) {
+                                let ceiling = 4u64 << conflicts.min(6);
+                                let wait = rand::Rng::random_range(&mut rand::rng(), 1..=ceiling);
+                                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                            }
+                            self.get(key).await?
+                        }
+                    };
                 }
                 Err(e) => return Err(unavailable(e)),
             }
@@ -383,6 +414,7 @@ impl AccumulatorStore for DynamoDbStore {
         for shard in 0..self.shards {
             let mut start = None;
             loop {
+                count("Query");
                 let out = self
                     .client
                     .query()
@@ -421,6 +453,7 @@ impl AccumulatorStore for DynamoDbStore {
         let jobs: Vec<_> = keys
             .iter()
             .map(|key| {
+                count("UpdateItem");
                 self.client
                     .update_item()
                     .table_name(&self.table)

@@ -10,6 +10,7 @@ use healthlake_state::{
     AccumulatorKey, AccumulatorStore, AccumulatorUpdate, DynamoDbStore, PartitionContribution, PartitionProgress,
     SampleRef, SqliteStore,
 };
+use healthlake_testkit::AwsEmulator;
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -152,45 +153,9 @@ async fn sqlite_watermarks() {
     watermarks_only_advance(s.as_ref()).await;
 }
 
-/// A moto server (the AWS API emulator from PyPI) on a free 127.0.0.1 port, stopped on drop;
-/// see scripts/moto_serial.py for why it serves one request at a time.
-struct Moto {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let python = std::env::var("HEALTHLAKE_PYTHON").unwrap_or_else(|_| "python3".to_string());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/moto_serial.py");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(&python)
-            .args([script, "127.0.0.1", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start moto with {python} (scripts/install-python-deps.sh installs it): {e}")
-            });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto did not listen on {port} within 30 s");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Moto { child, url: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn dynamodb(shards: u32) -> (Moto, Arc<dyn AccumulatorStore>) {
+async fn dynamodb(shards: u32) -> (AwsEmulator, Arc<dyn AccumulatorStore>) {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    let moto = Moto::start();
+    let moto = AwsEmulator::start();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&moto.url)
