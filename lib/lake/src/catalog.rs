@@ -22,6 +22,7 @@ use iceberg_storage_opendal::OpenDalStorageFactory;
 use tokio::sync::Mutex;
 
 use crate::LakeError;
+use crate::pointer::{GluePointer, MetadataPointer, SqlPointer};
 use crate::tables::{TableKind, TableNames, definition};
 
 /// Which catalog holds the tables' metadata pointers.
@@ -91,6 +92,9 @@ pub struct CatalogSettings {
 /// The tables of one namespace, created on first use.
 pub struct Lakehouse {
     catalog: Arc<dyn Catalog>,
+    /// How overwrite commits publish their metadata (None: the catalog has no swap healthlake
+    /// can make, so upserts are refused).
+    pointer: Option<Arc<dyn MetadataPointer>>,
     namespace: NamespaceIdent,
     names: TableNames,
     ensured: Mutex<HashMap<TableKind, bool>>,
@@ -113,8 +117,9 @@ fn storage_factory(warehouse: &str) -> Result<Arc<dyn StorageFactory>, LakeError
     }
 }
 
-/// Opens the SQL catalog (creating the sqlite file and the warehouse folder when missing).
-async fn open_sql(uri: &str, settings: &CatalogSettings) -> Result<SqlCatalog, LakeError> {
+/// Opens the SQL catalog (creating the sqlite file and the warehouse folder when missing), and
+/// a connection of our own to its table for overwrite commits.
+async fn open_sql(uri: &str, settings: &CatalogSettings) -> Result<(SqlCatalog, SqlPointer), LakeError> {
     let path = uri
         .strip_prefix("sqlite://")
         .ok_or_else(|| LakeError::Config(format!("ICEBERG_CATALOG_URI {uri:?} is not a sqlite:// URI")))?;
@@ -129,21 +134,49 @@ async fn open_sql(uri: &str, settings: &CatalogSettings) -> Result<SqlCatalog, L
     let connect_uri = if uri.contains('?') { uri.to_string() } else { format!("{uri}?mode=rwc") };
     let mut props = settings.s3.file_io_props();
     props.extend([
-        (SQL_CATALOG_PROP_URI.to_string(), connect_uri),
+        (SQL_CATALOG_PROP_URI.to_string(), connect_uri.clone()),
         (SQL_CATALOG_PROP_WAREHOUSE.to_string(), settings.warehouse.clone()),
         (SQL_CATALOG_PROP_BIND_STYLE.to_string(), "QMark".to_string()),
     ]);
-    Ok(SqlCatalogBuilder::default()
+    let catalog = SqlCatalogBuilder::default()
         .with_storage_factory(storage_factory(&settings.warehouse)?)
         .load(settings.catalog_name.clone(), props)
-        .await?)
+        .await?;
+    let pool = sqlx::SqlitePool::connect(&connect_uri)
+        .await
+        .map_err(|e| LakeError::Config(format!("ICEBERG_CATALOG_URI {uri:?}: {e}")))?;
+    Ok((catalog, SqlPointer { pool, catalog_name: settings.catalog_name.clone() }))
+}
+
+/// A Glue client configured like iceberg-catalog-glue configures its own.
+async fn glue_client(endpoint: Option<&String>, settings: &CatalogSettings) -> aws_sdk_glue::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(settings.s3.region.clone()));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some((key, secret)) = &settings.s3.credentials {
+        loader = loader.credentials_provider(aws_sdk_glue::config::Credentials::new(
+            key,
+            secret,
+            None,
+            None,
+            "healthlake-settings",
+        ));
+    }
+    aws_sdk_glue::Client::new(&loader.load().await)
 }
 
 impl Lakehouse {
     /// Opens the configured catalog.
     pub async fn open(settings: &CatalogSettings) -> Result<Self, LakeError> {
+        let mut pointer: Option<Arc<dyn MetadataPointer>> = None;
         let catalog: Arc<dyn Catalog> = match &settings.backend {
-            CatalogBackend::Sql { uri } => Arc::new(open_sql(uri, settings).await?),
+            CatalogBackend::Sql { uri } => {
+                let (catalog, sql_pointer) = open_sql(uri, settings).await?;
+                pointer = Some(Arc::new(sql_pointer));
+                Arc::new(catalog)
+            }
             CatalogBackend::Glue { endpoint, catalog_id } => {
                 let mut props = settings.s3.file_io_props();
                 props.insert(GLUE_CATALOG_PROP_WAREHOUSE.to_string(), settings.warehouse.clone());
@@ -160,6 +193,10 @@ impl Lakehouse {
                 if let Some(id) = catalog_id {
                     props.insert(GLUE_CATALOG_PROP_CATALOG_ID.to_string(), id.clone());
                 }
+                pointer = Some(Arc::new(GluePointer {
+                    client: glue_client(endpoint.as_ref(), settings).await,
+                    catalog_id: catalog_id.clone(),
+                }));
                 Arc::new(
                     GlueCatalogBuilder::default()
                         .with_storage_factory(storage_factory(&settings.warehouse)?)
@@ -181,12 +218,17 @@ impl Lakehouse {
                 )
             }
         };
-        Ok(Self::new(catalog, &settings.database, settings.tables.clone()))
+        let mut lake = Self::new(catalog, &settings.database, settings.tables.clone());
+        lake.pointer = pointer;
+        Ok(lake)
     }
 
+    /// Tables in any catalog; upserts need [`Lakehouse::open`], which knows how to swap the
+    /// pointer of the catalogs it opens.
     pub fn new(catalog: Arc<dyn Catalog>, database: &str, names: TableNames) -> Self {
         Self {
             catalog,
+            pointer: None,
             namespace: NamespaceIdent::new(database.to_string()),
             names,
             ensured: Mutex::new(HashMap::new()),
@@ -195,6 +237,10 @@ impl Lakehouse {
 
     pub fn catalog(&self) -> &dyn Catalog {
         self.catalog.as_ref()
+    }
+
+    pub(crate) fn pointer(&self) -> Option<&dyn MetadataPointer> {
+        self.pointer.as_deref()
     }
 
     pub fn ident(&self, kind: TableKind) -> TableIdent {

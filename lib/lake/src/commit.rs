@@ -5,7 +5,7 @@
 //! by re-applying the same action, which would write a stale offset map; so healthlake turns the
 //! crate's retry off and retries itself, re-reading and re-merging the map each time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -102,33 +102,7 @@ impl Lakehouse {
                 }
                 offsets.insert(partition.clone(), *last);
             }
-            // Our summary keys live only on the newest snapshot: carry them all forward.
-            let mut summary: std::collections::HashMap<String, String> = table
-                .metadata()
-                .current_snapshot()
-                .map(|s| {
-                    s.summary()
-                        .additional_properties
-                        .iter()
-                        .filter(|(k, _)| k.starts_with("healthlake."))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for mark in marks {
-                let current = summary.get(&mark.key).and_then(|v| v.parse::<i64>().ok());
-                if let Some(current) = current
-                    && current >= mark.must_be_below
-                {
-                    return Err(LakeError::ConcurrentWriter {
-                        table: ident.to_string(),
-                        partition: mark.key.clone(),
-                        committed: current,
-                        first: mark.must_be_below,
-                    });
-                }
-                summary.insert(mark.key.clone(), mark.value.to_string());
-            }
+            let mut summary = self.next_summary(&table, marks)?;
             summary
                 .insert(OFFSETS_PROPERTY.to_string(), serde_json::to_string(&offsets).expect("offset map serializes"));
             let tx = Transaction::new(&table);
@@ -154,6 +128,44 @@ impl Lakehouse {
             }
         }
         Err(LakeError::CommitConflict { table: ident.to_string(), attempts: COMMIT_ATTEMPTS })
+    }
+}
+
+impl Lakehouse {
+    /// The `healthlake.*` summary keys of the next snapshot: all of the newest snapshot's carried
+    /// forward (they live only on the newest one), then `marks` checked and set.
+    pub(crate) fn next_summary(
+        &self,
+        table: &Table,
+        marks: &[SummaryMark],
+    ) -> Result<HashMap<String, String>, LakeError> {
+        let mut summary: HashMap<String, String> = table
+            .metadata()
+            .current_snapshot()
+            .map(|s| {
+                s.summary()
+                    .additional_properties
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("healthlake."))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for mark in marks {
+            let current = summary.get(&mark.key).and_then(|v| v.parse::<i64>().ok());
+            if let Some(current) = current
+                && current >= mark.must_be_below
+            {
+                return Err(LakeError::ConcurrentWriter {
+                    table: table.identifier().to_string(),
+                    partition: mark.key.clone(),
+                    committed: current,
+                    first: mark.must_be_below,
+                });
+            }
+            summary.insert(mark.key.clone(), mark.value.to_string());
+        }
+        Ok(summary)
     }
 }
 

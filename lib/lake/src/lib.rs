@@ -3,6 +3,8 @@
 
 mod catalog;
 mod commit;
+mod overwrite;
+mod pointer;
 mod read;
 pub mod rows;
 pub mod tables;
@@ -12,6 +14,7 @@ pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings};
 pub use commit::{
     AppendReport, OFFSETS_PROPERTY, OffsetMap, SummaryMark, commit_on_base, committed_offsets, summary_counter,
 };
+pub use overwrite::{KeyPart, RowKey, UpsertReport, key_columns, row_keys};
 pub use tables::{TableKind, TableNames};
 pub use writer::{DataFileSink, parquet_properties};
 
@@ -27,6 +30,8 @@ pub enum LakeError {
     Schema(String),
     #[error("catalog configuration: {0}")]
     Config(String),
+    #[error("catalog: {0}")]
+    Catalog(String),
     #[error("commit to {table} still conflicting after {attempts} attempts")]
     CommitConflict { table: String, attempts: u32 },
     #[error(
@@ -45,7 +50,7 @@ impl LakeError {
                 e.retryable()
                     || matches!(e.kind(), iceberg::ErrorKind::CatalogCommitConflicts | iceberg::ErrorKind::Unexpected)
             }
-            LakeError::CommitConflict { .. } | LakeError::ConcurrentWriter { .. } => true,
+            LakeError::CommitConflict { .. } | LakeError::ConcurrentWriter { .. } | LakeError::Catalog(_) => true,
             LakeError::Arrow(_) | LakeError::Schema(_) | LakeError::Config(_) | LakeError::CorruptOffsets { .. } => {
                 false
             }

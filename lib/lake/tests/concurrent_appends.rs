@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod common;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use chrono::{DateTime, Utc};
+use common::{glue_settings, sql_settings};
 use healthlake_core::{KafkaCoordinates, RawRecord};
-use healthlake_lake::{
-    CatalogBackend, CatalogSettings, DataFileSink, LakeError, Lakehouse, S3Settings, TableKind, TableNames,
-    commit_on_base, rows,
-};
+use healthlake_lake::{CatalogSettings, DataFileSink, LakeError, Lakehouse, TableKind, commit_on_base, rows};
 use healthlake_testkit::AwsEmulator;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
@@ -48,36 +48,6 @@ async fn append_batch(lake: &Lakehouse, partition: i32, first: i64, last: i64) -
     let files = sink.close().await?;
     let consumed = BTreeMap::from([(format!("t-{partition}"), (first, last))]);
     Ok(lake.append(TableKind::Raw, files, &consumed, &[]).await?.conflicts_retried)
-}
-
-fn sql_settings(dir: &std::path::Path) -> CatalogSettings {
-    CatalogSettings {
-        catalog_name: "health_catalog".into(),
-        backend: CatalogBackend::Sql { uri: format!("sqlite://{}/catalog.db", dir.display()) },
-        warehouse: format!("file://{}/warehouse", dir.display()),
-        database: "health_db".into(),
-        tables: TableNames::default(),
-        s3: S3Settings::default(),
-    }
-}
-
-/// Glue + S3 on a fresh emulator, with the bucket and database created as the deployment does.
-fn glue_settings(emulator: &AwsEmulator) -> CatalogSettings {
-    let warehouse = "s3://healthlake-lake/warehouse";
-    emulator.create_resources(&[("ICEBERG_WAREHOUSE", warehouse), ("ICEBERG_DATABASE", "health_db")]);
-    CatalogSettings {
-        catalog_name: "health_catalog".into(),
-        backend: CatalogBackend::Glue { endpoint: Some(emulator.url.clone()), catalog_id: None },
-        warehouse: warehouse.into(),
-        database: "health_db".into(),
-        tables: TableNames::default(),
-        s3: S3Settings {
-            endpoint: Some(emulator.url.clone()),
-            credentials: Some(("testing".into(), "testing".into())),
-            path_style_access: true,
-            region: "us-east-1".into(),
-        },
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

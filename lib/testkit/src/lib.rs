@@ -1,12 +1,19 @@
 //! Test support shared by the crates' integration tests.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The repository root (scripts live there).
+/// The repository root (scripts live there): found from the running test's package directory,
+/// which cargo and nextest set at run time. (Not `env!` at compile time: clones that share one
+/// target directory would then run each other's scripts.)
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let start = std::env::var("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|_| ".".into());
+    start
+        .ancestors()
+        .find(|dir| dir.join("scripts/moto_serial.py").is_file())
+        .unwrap_or_else(|| panic!("no repository root above {}", start.display()))
+        .to_path_buf()
 }
 
 /// The Python of the test virtualenv (`scripts/install-python-deps.sh` makes it).
