@@ -23,7 +23,9 @@ async fn handle(app: &App, event: LambdaEvent<FinalizeInput>) -> Result<Value, H
         "watermark": report.watermark,
         "closedThrough": report.closed_through,
         "windowsEmitted": report.windows_emitted,
-        "windowsRecovered": report.windows_recovered,
+        "windowsUpdated": report.windows_updated,
+        "windowsClosed": report.windows_closed,
+        "recordsAggregated": report.records_aggregated,
     }))
 }
 

@@ -150,11 +150,12 @@ async fn invoke(app: &App, handler: Invoke) -> Result<()> {
         Invoke::Finalize { kind } => {
             let report = app.finalize.handle(kind).await?;
             println!(
-                "{kind}: watermark {}, closed through {}, {} windows emitted, {} recovered",
+                "{kind}: watermark {}, closed through {}, {} windows emitted ({} updated by late data), {} closed",
                 report.watermark.map(|w| w.to_rfc3339()).unwrap_or_else(|| "none yet".into()),
                 report.closed_through.map(|w| w.to_rfc3339()).unwrap_or_else(|| "-".into()),
                 report.windows_emitted,
-                report.windows_recovered
+                report.windows_updated,
+                report.windows_closed
             );
             Ok(())
         }

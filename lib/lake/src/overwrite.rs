@@ -49,6 +49,7 @@ pub struct UpsertReport {
     pub rows_kept: u64,
     pub files_removed: usize,
     pub files_added: usize,
+    pub bytes_added: u64,
     pub conflicts_retried: u32,
     pub snapshot_id: Option<i64>,
 }
@@ -177,6 +178,7 @@ impl Lakehouse {
             sink.write(&rows).await?;
             let added = sink.close().await?;
             let (files_removed, files_added) = (removed.len(), added.len());
+            let bytes_added = added.iter().map(|f| f.file_size_in_bytes()).sum();
             let summary = self.next_summary(&table, marks)?;
             match commit_overwrite(pointer, &table, removed, added, summary).await? {
                 Some(snapshot_id) => {
@@ -184,6 +186,7 @@ impl Lakehouse {
                     report.rows_kept = kept;
                     report.files_removed = files_removed;
                     report.files_added = files_added;
+                    report.bytes_added = bytes_added;
                     report.snapshot_id = Some(snapshot_id);
                     tracing::debug!(table = %ident, replaced, kept, files_removed, files_added, "upserted");
                     return Ok(report);

@@ -1,12 +1,15 @@
-//! The finalize handler: closes every window of one kind whose end plus allowed lateness is
-//! behind the watermark, writes its row once to the aggregate table, and marks it closed.
+//! The finalize handler: the spec's Flink window semantics over the accumulator store.
 //!
-//! Idempotent across crashes: the close marker moves first (from then on ingest refuses those
-//! windows, their samples become late records); the rows are appended with the marker in the
-//! snapshot summary; then the items are marked closed. A rerun after a crash between the last two
-//! steps finds the marker in the table and only marks the items, so no primary key is written
-//! twice. (Re-emitting windows changed by late data within lateness needs upserts, a separate
-//! piece of work.)
+//! A window is emitted (upserted into its aggregate table) once the watermark passes its end;
+//! while late samples within the allowed lateness change it, each run upserts it again, so the
+//! row in place reflects them and no primary key appears twice; once the watermark passes its
+//! end plus the lateness, it is closed: the close marker moves first (from then on ingest refuses
+//! the window's samples, which become late records), the final row is upserted when it changed,
+//! and the items are marked closed.
+//!
+//! Idempotent across crashes: an item records the version last emitted, and a rerun upserts
+//! whatever changed since, or what a crashed run committed but did not mark (same values, same
+//! keys: the upsert replaces them).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,9 +17,8 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use healthlake_core::WindowKind;
 use healthlake_core::record::AggregateRow;
-use healthlake_core::time::{from_micros, to_micros};
-use healthlake_lake::{DataFileSink, LakeError, Lakehouse, SummaryMark, TableKind, rows, summary_counter};
-use healthlake_state::{AccumulatorStore, PartitionProgress, StoreError};
+use healthlake_lake::{LakeError, Lakehouse, TableKind};
+use healthlake_state::{AccumulatorItem, AccumulatorStore, PartitionProgress, StoreError};
 
 use crate::Clock;
 use crate::config::Settings;
@@ -44,9 +46,15 @@ pub struct FinalizeReport {
     pub kind: Option<WindowKind>,
     pub watermark: Option<DateTime<Utc>>,
     pub closed_through: Option<DateTime<Utc>>,
+    /// Windows upserted into the aggregate table by this run.
     pub windows_emitted: usize,
-    /// Items emitted by an earlier run that crashed before marking them.
-    pub windows_recovered: usize,
+    /// Of those, windows emitted before whose statistics changed since (late data).
+    pub windows_updated: usize,
+    /// Existing rows the upsert replaced.
+    pub rows_replaced: u64,
+    /// Windows closed (final) by this run.
+    pub windows_closed: usize,
+    /// Samples in the windows closed.
     pub records_aggregated: i64,
 }
 
@@ -67,8 +75,6 @@ pub fn watermark(
     };
     Some(low - max_out_of_orderness)
 }
-
-const CLOSED_THROUGH: &str = "healthlake.closed-through-micros";
 
 pub struct FinalizeHandler {
     settings: Settings,
@@ -101,59 +107,60 @@ impl FinalizeHandler {
             .await?
             .expect("a marker was just written");
         report.closed_through = Some(marker);
-        let items = self.store.open_items(kind, marker).await?;
+        // Every open window the watermark has passed: the ones to (re-)emit and the ones to close.
+        let items = self.store.open_items(kind, wm).await?;
         if items.is_empty() {
             return Ok(report);
         }
-        let table = self.lake.table(table_kind).await?;
-        let emitted_through = summary_counter(&table, CLOSED_THROUGH).map(from_micros);
-        let (done, todo): (Vec<_>, Vec<_>) =
-            items.into_iter().partition(|item| emitted_through.is_some_and(|t| item.key.window.end() <= t));
-        report.windows_recovered = done.len();
-        if !todo.is_empty() {
-            let rows: Vec<AggregateRow> = todo
-                .iter()
-                .filter_map(|item| {
-                    item.state.stats().map(|stats| AggregateRow {
-                        user_id: item.key.user_id.clone(),
-                        data_type: item.key.data_type.clone(),
-                        window: item.key.window,
-                        stats,
-                        updated_at: now,
-                    })
+        let due: Vec<&AccumulatorItem> = items.iter().filter(|i| i.changed_since_emitted()).collect();
+        let rows: Vec<AggregateRow> = due
+            .iter()
+            .filter_map(|item| {
+                item.state.stats().map(|stats| AggregateRow {
+                    user_id: item.key.user_id.clone(),
+                    data_type: item.key.data_type.clone(),
+                    window: item.key.window,
+                    stats,
+                    updated_at: now,
                 })
-                .collect();
-            let earliest_end = todo.iter().map(|i| i.key.window.end()).min().expect("todo is not empty");
-            let mut sink = DataFileSink::new(&table, &format!("finalize-{kind}-{}", to_micros(marker)))?;
-            sink.write(&rows::aggregate_batch(sink.arrow_schema(), kind, &rows)?).await?;
-            let files = sink.close().await?;
+            })
+            .collect();
+        if !rows.is_empty() {
             let commit_started = Instant::now();
-            let mark = SummaryMark {
-                key: CLOSED_THROUGH.to_string(),
-                value: to_micros(marker),
-                must_be_below: to_micros(earliest_end),
-            };
-            let commit = self.lake.append(table_kind, files, &Default::default(), &[mark]).await?;
+            let upsert = self.lake.upsert_aggregates(kind, &rows, &[]).await?;
             metrics::record_commit(
                 self.lake.table_name(table_kind),
-                commit.data_files,
-                commit.bytes,
+                upsert.files_added,
+                upsert.bytes_added,
                 commit_started.elapsed().as_secs_f64() * 1e3,
             );
             report.windows_emitted = rows.len();
-            for row in &rows {
-                ::metrics::counter!(metrics::RECORDS_AGGREGATED, "window_type" => kind.as_str(), "data_type" => row.data_type.clone())
-                    .increment(row.stats.count as u64);
-                report.records_aggregated += row.stats.count;
-            }
+            report.windows_updated = due.iter().filter(|i| i.emitted_version > 0).count();
+            report.rows_replaced = upsert.rows_replaced;
         }
-        let keys: Vec<_> = done.iter().chain(todo.iter()).map(|i| i.key.clone()).collect();
-        self.store.mark_closed(&keys, now + self.settings.state_ttl).await?;
-        ::metrics::counter!(metrics::WINDOWS_PROCESSED, "window_type" => kind.as_str())
-            .increment(report.windows_emitted as u64);
+        let emitted: Vec<_> = due.iter().map(|i| (i.key.clone(), i.version)).collect();
+        self.store.mark_emitted(&emitted).await?;
+        let closing: Vec<&AccumulatorItem> = items.iter().filter(|i| i.key.window.end() <= marker).collect();
+        if !closing.is_empty() {
+            let keys: Vec<_> = closing.iter().map(|i| i.key.clone()).collect();
+            self.store.mark_closed(&keys, now + self.settings.state_ttl).await?;
+            report.windows_closed = closing.len();
+            for item in &closing {
+                ::metrics::counter!(metrics::RECORDS_AGGREGATED, "window_type" => kind.as_str(), "data_type" => item.key.data_type.clone())
+                    .increment(item.state.count);
+                report.records_aggregated += item.state.count as i64;
+            }
+            ::metrics::counter!(metrics::WINDOWS_PROCESSED, "window_type" => kind.as_str())
+                .increment(closing.len() as u64);
+        }
         ::metrics::histogram!(metrics::WINDOW_LATENCY_MS, "window_type" => kind.as_str())
             .record(started.elapsed().as_secs_f64() * 1e3);
-        tracing::info!(emitted = report.windows_emitted, recovered = report.windows_recovered, "windows closed");
+        tracing::info!(
+            emitted = report.windows_emitted,
+            updated = report.windows_updated,
+            closed = report.windows_closed,
+            "windows finalized"
+        );
         Ok(report)
     }
 }

@@ -18,7 +18,8 @@ use healthlake_pipeline::app::App;
 use healthlake_pipeline::config::{SchemaRegistrySettings, Settings};
 use healthlake_pipeline::demo::{Delivery, assign_offsets, deliveries};
 use healthlake_pipeline::events::{EventRecord, build_event};
-use healthlake_pipeline::ingest::IngestHandler;
+use healthlake_pipeline::finalize::FinalizeHandler;
+use healthlake_pipeline::ingest::{IngestHandler, IngestReport};
 use healthlake_pipeline::schema_source;
 use healthlake_state::{
     AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionProgress, StoreError,
@@ -324,6 +325,95 @@ async fn records_for_closed_windows_become_late_records_and_finalize_is_idempote
     assert!(close(week[1], 310.0));
 }
 
+async fn ingest_one(h: &Harness, offset: i64, id: &str, when: DateTime<Utc>, value: f64) -> IngestReport {
+    let payload = heart_rate_payload(id, "u1", when, value);
+    let event = build_event(&[EventRecord {
+        topic: "t",
+        partition: 0,
+        offset,
+        timestamp: Utc::now(),
+        key: None,
+        value: &payload,
+    }]);
+    h.app.ingest.handle(&event).await.unwrap()
+}
+
+/// The spec's allowed lateness: a window is emitted when the watermark passes its end, updated in
+/// place by late samples until end + lateness, then closed; later samples are late records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_data_within_lateness_updates_the_emitted_row_in_place() {
+    let h = harness(&[]).await;
+    let at =
+        |d: u32, hh: u32, mm: u32| -> DateTime<Utc> { format!("2025-10-{d:02}T{hh:02}:{mm:02}:00Z").parse().unwrap() };
+    let day6 = ("u1".to_string(), "heartRate".to_string(), "2025-10-06".parse::<NaiveDate>().unwrap());
+
+    ingest_one(&h, 0, "a", at(6, 10, 0), 60.0).await;
+    // Watermark 00:30 on day 7 (10 min out of orderness): day 6 has ended, its lateness (1 h) not.
+    ingest_one(&h, 1, "b", at(7, 0, 40), 70.0).await;
+    let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!((report.windows_emitted, report.windows_updated, report.windows_closed), (1, 0, 0), "{report:?}");
+    assert_eq!(observe(&h.app).await.aggregates[&WindowKind::Daily][&day6][0], 1.0);
+    // Nothing changed: nothing emitted.
+    let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!(report.windows_emitted, 0);
+
+    // A late sample within the lateness is folded in, and the row is replaced in place.
+    let r = ingest_one(&h, 2, "c", at(6, 20, 0), 100.0).await;
+    assert_eq!((r.raw_rows_written, r.error_rows_written), (1, 0));
+    let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!((report.windows_emitted, report.windows_updated, report.rows_replaced), (1, 1, 1), "{report:?}");
+    let seen = observe(&h.app).await; // asserts no primary key twice
+    let row = seen.aggregates[&WindowKind::Daily][&day6];
+    assert_eq!(row[0], 2.0);
+    assert!(close(row[1], 160.0));
+
+    // The watermark passes end + lateness: closed, without rewriting an unchanged row.
+    ingest_one(&h, 3, "d", at(7, 3, 0), 70.0).await;
+    let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!((report.windows_emitted, report.windows_closed), (0, 1), "{report:?}");
+    assert_eq!(report.records_aggregated, 2);
+
+    // After the lateness: a late record, and the row stays.
+    let r = ingest_one(&h, 4, "e", at(6, 21, 0), 150.0).await;
+    assert_eq!((r.raw_rows_written, r.error_rows_written), (0, 1));
+    h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    let seen = observe(&h.app).await;
+    assert_eq!(seen.errors.get(&(0, 4, Some("e".to_string()))).map(String::as_str), Some("late_record"));
+    assert_eq!(seen.aggregates[&WindowKind::Daily][&day6][0], 2.0);
+}
+
+/// A finalize cut off after its upsert and before marking the items: the rerun upserts the same
+/// rows again (replacing them), so no primary key appears twice and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalize_crash_after_the_upsert_is_completed_by_the_rerun() {
+    let cfg = config(300);
+    let produced = assign_offsets(&cfg.topic, generate::generate(&cfg));
+    let clean = harness(&[]).await;
+    let h = harness(&[]).await;
+    for (_, event) in deliveries(&produced, 100, 0, 0) {
+        clean.app.ingest.handle(&event).await.unwrap();
+        h.app.ingest.handle(&event).await.unwrap();
+    }
+    finalize_all(&clean.app).await;
+    let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
+    let finalize = FinalizeHandler::new(h.app.settings.clone(), h.app.lake.clone(), crashing.clone(), h.clock.clone());
+    for kind in WindowKind::ALL {
+        *crashing.crash.lock().unwrap() = Some(CrashPoint::BeforeMarkEmitted);
+        let err = finalize.handle(kind).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let rerun = finalize.handle(kind).await.unwrap();
+        assert!(rerun.windows_emitted > 0 && rerun.rows_replaced == rerun.windows_emitted as u64, "{rerun:?}");
+    }
+    let (seen, clean_seen) = (observe(&h.app).await, observe(&clean.app).await);
+    for kind in WindowKind::ALL {
+        assert_eq!(seen.aggregates[&kind].len(), clean_seen.aggregates[&kind].len(), "{kind}");
+        for (key, row) in &clean_seen.aggregates[&kind] {
+            let got = seen.aggregates[&kind][key];
+            assert!(row.iter().zip(got).all(|(a, b)| close(*a, b)), "{kind} {key:?}: {row:?} vs {got:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_fails_the_batch_before_any_effect() {
     let h = harness(&[("VALIDATION_STRICT_MODE", "true")]).await;
@@ -348,6 +438,8 @@ enum CrashPoint {
     AfterMerge,
     /// Raw and error rows committed, watermarks not advanced.
     BeforeWatermarks,
+    /// Finalize: aggregate rows upserted, items not marked emitted or closed.
+    BeforeMarkEmitted,
 }
 
 /// The real store, with one invocation cut off at a chosen point.
@@ -390,6 +482,10 @@ impl AccumulatorStore for CrashingStore {
     }
     async fn open_items(&self, kind: WindowKind, end: DateTime<Utc>) -> Result<Vec<AccumulatorItem>, StoreError> {
         self.inner.open_items(kind, end).await
+    }
+    async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError> {
+        self.crash_now(CrashPoint::BeforeMarkEmitted)?;
+        self.inner.mark_emitted(emitted).await
     }
     async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.mark_closed(keys, expires_at).await

@@ -134,8 +134,10 @@ impl DynamoDbStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| corrupt("version"))?;
+        let emitted_version =
+            attrs.get("emitted_version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
         let closed = attrs.get("closed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
-        Ok(AccumulatorItem { key, state, fences, version, closed })
+        Ok(AccumulatorItem { key, state, fences, version, emitted_version, closed })
     }
 
     /// Sets a time attribute of a bookkeeping item to `value` unless it already holds a later
@@ -265,6 +267,7 @@ impl DynamoDbStore {
                 ("state".to_string(), s(serde_json::to_string(&item.state).expect("state serializes"))),
                 ("fences".to_string(), s(serde_json::to_string(&item.fences).expect("fences serialize"))),
                 ("version".to_string(), n(item.version + 1)),
+                ("emitted_version".to_string(), n(item.emitted_version)),
                 ("closed".to_string(), AttributeValue::Bool(false)),
                 ("window_end".to_string(), n(to_micros(key.window.end()))),
                 ("gsi_pk".to_string(), s(format!("open#{}#{}", key.window.kind, shard_of(&key.user_id, self.shards)))),
@@ -447,6 +450,36 @@ impl AccumulatorStore for DynamoDbStore {
         }
         items.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(items)
+    }
+
+    async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError> {
+        let jobs: Vec<_> = emitted
+            .iter()
+            .map(|(key, version)| {
+                count("UpdateItem");
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(acc_pk(key)))
+                    .key("sk", s(key.window.key()))
+                    .update_expression("SET emitted_version = :v")
+                    .condition_expression(
+                        "attribute_exists(pk) AND (attribute_not_exists(emitted_version) OR emitted_version < :v)",
+                    )
+                    .expression_attribute_values(":v", n(*version))
+                    .send()
+            })
+            .collect();
+        let mut results = futures::stream::iter(jobs).buffer_unordered(WRITE_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => {}
+                // Already marked at this version or later (or expired): nothing to do.
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
     }
 
     async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {

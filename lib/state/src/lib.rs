@@ -65,11 +65,19 @@ pub trait AccumulatorStore: Send + Sync {
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Open (not yet closed) items of `kind` whose window ends at or before `end_at_or_before`.
+    /// Finalize asks for those behind the watermark: the ones to emit or re-emit, and the ones
+    /// to close.
     async fn open_items(
         &self,
         kind: WindowKind,
         end_at_or_before: DateTime<Utc>,
     ) -> Result<Vec<AccumulatorItem>, StoreError>;
+
+    /// Records that the statistics of each item at the given version were written to the
+    /// aggregate table (`emitted_version` only moves forward). Does not change `version`, so
+    /// concurrent merges are not disturbed; a merge that read the item before this write may put
+    /// back the older `emitted_version`, which costs one needless (idempotent) re-emission.
+    async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError>;
 
     /// Marks items closed (after their rows were emitted); they expire after the state TTL.
     async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError>;

@@ -107,7 +107,17 @@ pub struct AccumulatorItem {
     /// Per partition key: the highest offset already applied to this item.
     pub fences: BTreeMap<String, i64>,
     pub version: i64,
+    /// The version whose statistics finalize last wrote to the aggregate table (0: never).
+    /// A window whose `version` moved past it has changed since and is emitted again.
+    pub emitted_version: i64,
     pub closed: bool,
+}
+
+impl AccumulatorItem {
+    /// Whether the aggregate table lacks this item's current statistics.
+    pub fn changed_since_emitted(&self) -> bool {
+        self.version != self.emitted_version
+    }
 }
 
 /// How far one topic-partition has got in event time.
@@ -142,6 +152,7 @@ impl AccumulatorUpdate {
             state: WelfordState::default(),
             fences: BTreeMap::new(),
             version: 0,
+            emitted_version: 0,
             closed: false,
         });
         let mut step = MergeStep { item, changed: false, samples_applied: 0, late: vec![] };

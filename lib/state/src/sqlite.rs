@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS accumulators (
     state TEXT NOT NULL,
     fences TEXT NOT NULL,
     version INTEGER NOT NULL,
+    emitted_version INTEGER NOT NULL DEFAULT 0,
     closed INTEGER NOT NULL DEFAULT 0,
     expires_at_micros INTEGER,
     PRIMARY KEY (user_id, data_type, window_kind, window_start)
@@ -66,12 +67,23 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        // Stores made before emission tracking lack the column; every item then counts as
+        // changed since emitted, which re-emits it once (an idempotent upsert).
+        let has_emitted: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('accumulators') WHERE name = 'emitted_version'")
+                .fetch_one(&pool)
+                .await?;
+        if has_emitted == 0 {
+            sqlx::raw_sql("ALTER TABLE accumulators ADD COLUMN emitted_version INTEGER NOT NULL DEFAULT 0")
+                .execute(&pool)
+                .await?;
+        }
         Ok(Self { pool })
     }
 
     async fn load(conn: &mut SqliteConnection, key: &AccumulatorKey) -> Result<Option<AccumulatorItem>, StoreError> {
         let row = sqlx::query(
-            "SELECT state, fences, version, closed FROM accumulators
+            "SELECT state, fences, version, emitted_version, closed FROM accumulators
              WHERE user_id = ? AND data_type = ? AND window_kind = ? AND window_start = ?",
         )
         .bind(&key.user_id)
@@ -164,6 +176,7 @@ fn item_from_row(key: AccumulatorKey, row: &sqlx::sqlite::SqliteRow) -> Result<A
         state: serde_json::from_str(&state).map_err(|e| corrupt(e.to_string()))?,
         fences: serde_json::from_str(&fences).map_err(|e| corrupt(e.to_string()))?,
         version: row.try_get("version")?,
+        emitted_version: row.try_get("emitted_version")?,
         closed: row.try_get::<i64, _>("closed")? != 0,
         key,
     })
@@ -252,7 +265,7 @@ impl AccumulatorStore for SqliteStore {
         end_at_or_before: DateTime<Utc>,
     ) -> Result<Vec<AccumulatorItem>, StoreError> {
         let rows = sqlx::query(
-            "SELECT user_id, data_type, window_start, state, fences, version, closed FROM accumulators
+            "SELECT user_id, data_type, window_start, state, fences, version, emitted_version, closed FROM accumulators
              WHERE window_kind = ? AND closed = 0 AND window_end_micros <= ?
              ORDER BY window_start, user_id, data_type",
         )
@@ -275,6 +288,27 @@ impl AccumulatorStore for SqliteStore {
                 item_from_row(key, row)
             })
             .collect()
+    }
+
+    async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (key, version) in emitted {
+            sqlx::query(
+                "UPDATE accumulators SET emitted_version = ?
+                 WHERE user_id = ? AND data_type = ? AND window_kind = ? AND window_start = ?
+                   AND emitted_version < ?",
+            )
+            .bind(version)
+            .bind(&key.user_id)
+            .bind(&key.data_type)
+            .bind(key.window.kind.as_str())
+            .bind(key.window.start_date.to_string())
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -123,6 +123,27 @@ async fn watermarks_only_advance(store: &dyn AccumulatorStore) {
     assert_eq!(got.updated_at, at("2025-11-21T00:00:00Z"));
 }
 
+async fn emission_is_tracked_per_version(store: &dyn AccumulatorStore) {
+    let k = key("emit", WindowKind::Daily, "2025-11-10T10:00:00Z");
+    store.merge(vec![update(&k, "t-0", &[(1, "2025-11-10T10:00:00Z", 60.0)])]).await.unwrap();
+    let first = item(store, &k).await.unwrap();
+    assert!(first.changed_since_emitted(), "never emitted");
+    store.mark_emitted(&[(k.clone(), first.version)]).await.unwrap();
+    let marked = item(store, &k).await.unwrap();
+    assert_eq!(marked.emitted_version, first.version);
+    assert_eq!(marked.version, first.version, "marking does not move the version");
+    assert!(!marked.changed_since_emitted());
+    // A late sample within lateness changes the window: it is due again.
+    store.merge(vec![update(&k, "t-0", &[(2, "2025-11-10T11:00:00Z", 70.0)])]).await.unwrap();
+    let changed = item(store, &k).await.unwrap();
+    assert!(changed.changed_since_emitted());
+    assert_eq!(changed.emitted_version, first.version, "merges keep the emitted version");
+    // Marks never move back.
+    store.mark_emitted(&[(k.clone(), changed.version)]).await.unwrap();
+    store.mark_emitted(&[(k.clone(), first.version)]).await.unwrap();
+    assert_eq!(item(store, &k).await.unwrap().emitted_version, changed.version);
+}
+
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn AccumulatorStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_dir(dir.path()).await.unwrap();
@@ -145,6 +166,12 @@ async fn sqlite_closed_windows() {
 async fn sqlite_concurrent_writers() {
     let (_d, s) = sqlite().await;
     concurrent_writers_lose_nothing(s, 1_000).await;
+}
+
+#[tokio::test]
+async fn sqlite_emission() {
+    let (_d, s) = sqlite().await;
+    emission_is_tracked_per_version(s.as_ref()).await;
 }
 
 #[tokio::test]
@@ -186,6 +213,12 @@ async fn dynamodb_concurrent_writers() {
     // task; HEALTHLAKE_CONTRACT_MERGES=1000 runs the full 8 × 1,000.
     let merges = std::env::var("HEALTHLAKE_CONTRACT_MERGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     concurrent_writers_lose_nothing(s, merges).await;
+}
+
+#[tokio::test]
+async fn dynamodb_emission() {
+    let (_m, s) = dynamodb(4).await;
+    emission_is_tracked_per_version(s.as_ref()).await;
 }
 
 #[tokio::test]
