@@ -3,7 +3,8 @@
 //! - `healthlake demo` generates realistic batches and runs ingest and finalize on them;
 //! - `healthlake invoke ingest --event FILE_OR_DIR` runs the ingest handler on Kafka events (the
 //!   JSON `cargo lambda invoke --data-file` takes);
-//! - `healthlake invoke finalize --kind daily|weekly|monthly` closes due windows.
+//! - `healthlake invoke finalize --kind daily|weekly|monthly` closes due windows;
+//! - `healthlake backfill --from T --to T [--dry-run]` recomputes aggregates from the raw table.
 //!
 //! They read the same environment as the Lambda functions.
 
@@ -14,9 +15,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use aws_lambda_events::event::kafka::KafkaEvent;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use healthlake_core::WindowKind;
 use healthlake_pipeline::app::App;
+use healthlake_pipeline::backfill::{BackfillRequest, Progress};
 use healthlake_pipeline::config::{LogFormat, Settings};
 use healthlake_pipeline::system_clock;
 
@@ -42,6 +45,9 @@ enum Command {
     /// Write generated Kafka events (as the event source mapping sends them) to JSON files, and
     /// the writer schemas they reference, for `invoke ingest` or `cargo lambda invoke`.
     Events(demo::EventsArgs),
+    /// Recompute the aggregates of every window touching a time range from health_data_raw and
+    /// upsert those that differ (the backfill function's logic).
+    Backfill(BackfillArgs),
     /// Print rows per table, errors by type and a few aggregate rows.
     Summary {
         /// Aggregate rows to show per window kind.
@@ -62,6 +68,77 @@ enum Invoke {
         #[arg(long)]
         kind: WindowKind,
     },
+}
+
+#[derive(clap::Args)]
+struct BackfillArgs {
+    /// Start of the event-time range (RFC 3339, or a date for its midnight UTC).
+    #[arg(long, value_parser = parse_time)]
+    from: DateTime<Utc>,
+    /// End of the range, exclusive.
+    #[arg(long, value_parser = parse_time)]
+    to: DateTime<Utc>,
+    /// Window kinds (all when not given).
+    #[arg(long = "kind", value_delimiter = ',')]
+    kinds: Vec<WindowKind>,
+    #[arg(long = "data-type", value_delimiter = ',')]
+    data_types: Vec<String>,
+    #[arg(long = "user-id", value_delimiter = ',')]
+    user_ids: Vec<String>,
+    /// Fold in samples that arrived after their window closed (late_record errors).
+    #[arg(long)]
+    include_late: bool,
+    /// Report what would change; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Rewrite every recomputed window, changed or not.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        .map_err(|_| format!("{text:?} is neither RFC 3339 nor YYYY-MM-DD"))
+}
+
+async fn backfill(app: &App, args: BackfillArgs) -> Result<()> {
+    let request = BackfillRequest {
+        from: args.from,
+        to: args.to,
+        window_kinds: args.kinds,
+        data_types: args.data_types,
+        user_ids: args.user_ids,
+        include_late: args.include_late,
+        dry_run: args.dry_run,
+        force: args.force,
+    };
+    let progress: Progress = std::sync::Arc::new(|line: &str| eprintln!("backfill: {line}"));
+    let report = app.backfill.handle(&request, progress).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for (kind, k) in &report.kinds {
+            println!(
+                "{kind}: {} windows recomputed, {} changed, {} still open, {} rows {}",
+                k.windows_recomputed,
+                k.windows_changed,
+                k.windows_skipped_open,
+                k.rows_upserted,
+                if report.dry_run { "(dry run: nothing written)" } else { "written" }
+            );
+            for example in &k.examples {
+                println!("  e.g. {example}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing(settings: &Settings, quiet: bool) {
@@ -118,6 +195,11 @@ async fn main() -> Result<()> {
                 std::fs::write(&path, handle.render()).with_context(|| format!("writing {}", path.display()))?;
             }
             result
+        }
+        Command::Backfill(args) => {
+            init_tracing(&settings, true);
+            let app = App::open(settings, system_clock()).await?;
+            backfill(&app, args).await
         }
         Command::Summary { rows } => {
             init_tracing(&settings, true);

@@ -149,6 +149,28 @@ impl ErrorRecord {
     }
 }
 
+/// The `error_message` of a `late_record` row: names the windows that had closed, so backfill
+/// knows which aggregates the sample is missing from (the other kinds' windows took it in).
+pub fn late_record_message(start: DateTime<Utc>, closed: &[crate::window::Window]) -> String {
+    let keys: std::collections::BTreeSet<String> = closed.iter().map(|w| w.key()).collect();
+    format!(
+        "event time {start} arrived after its window closed ({}); aggregated into the windows still open",
+        keys.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The closed windows a [`late_record_message`] names (none for any other text).
+pub fn late_record_windows(message: &str) -> Vec<crate::window::Window> {
+    let Some(start) = message.find("window closed (") else {
+        return vec![];
+    };
+    let rest = &message[start + "window closed (".len()..];
+    let Some(end) = rest.find(')') else {
+        return vec![];
+    };
+    rest[..end].split(", ").filter_map(crate::window::Window::from_key).collect()
+}
+
 /// What one Kafka record turned into: each of its samples lands in exactly one of the two lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecordOutcome {
@@ -164,4 +186,23 @@ pub struct AggregateRow {
     pub window: crate::window::Window,
     pub stats: crate::aggregate::AggregateStats,
     pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod late_message_tests {
+    use super::*;
+    use crate::window::{Window, WindowKind};
+
+    #[test]
+    fn late_record_message_names_the_closed_windows_and_parses_back() {
+        let at: DateTime<Utc> = "2025-10-06T20:00:00Z".parse().unwrap();
+        let closed = [Window::containing(WindowKind::Daily, at), Window::containing(WindowKind::Weekly, at)];
+        let message = late_record_message(at, &closed);
+        let mut parsed = late_record_windows(&message);
+        parsed.sort();
+        let mut expected = closed.to_vec();
+        expected.sort();
+        assert_eq!(parsed, expected);
+        assert!(late_record_windows("value out of range").is_empty());
+    }
 }

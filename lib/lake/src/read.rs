@@ -2,7 +2,9 @@
 //! and checks (small tables only; analysts use their engines).
 
 use arrow_array::RecordBatch;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use iceberg::expr::Predicate;
 
 use crate::LakeError;
 use crate::catalog::Lakehouse;
@@ -27,5 +29,27 @@ impl Lakehouse {
         }
         let stream = table.scan().select(columns.iter().copied()).build()?.to_arrow().await?;
         Ok(stream.try_collect().await?)
+    }
+}
+
+impl Lakehouse {
+    /// Streams the selected columns of the rows matching `filter` (all rows when `None`), with
+    /// partition pruning and file skipping from the filter. Empty for a table without data.
+    pub async fn scan_stream(
+        &self,
+        kind: TableKind,
+        columns: &[&str],
+        filter: Option<Predicate>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch, LakeError>>, LakeError> {
+        let table = self.table(kind).await?;
+        if table.metadata().current_snapshot().is_none() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let mut scan = table.scan().select(columns.iter().copied());
+        if let Some(filter) = filter {
+            scan = scan.with_filter(filter);
+        }
+        let stream = scan.build()?.to_arrow().await?;
+        Ok(stream.map_err(LakeError::from).boxed())
     }
 }

@@ -75,6 +75,12 @@ impl From<healthlake_pipeline::finalize::FinalizeError> for HandlerFailure {
     }
 }
 
+impl From<healthlake_pipeline::backfill::BackfillError> for HandlerFailure {
+    fn from(e: healthlake_pipeline::backfill::BackfillError) -> Self {
+        HandlerFailure { retryable: e.is_retryable(), kind: "BackfillError", message: e.to_string() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

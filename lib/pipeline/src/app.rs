@@ -6,6 +6,7 @@ use healthlake_lake::{LakeError, Lakehouse};
 use healthlake_state::{AccumulatorStore, DynamoDbStore, SqliteStore, StoreError};
 
 use crate::Clock;
+use crate::backfill::BackfillHandler;
 use crate::config::{Settings, StateStoreSettings};
 use crate::finalize::FinalizeHandler;
 use crate::ingest::IngestHandler;
@@ -26,6 +27,7 @@ pub struct App {
     pub store: Arc<dyn AccumulatorStore>,
     pub ingest: IngestHandler,
     pub finalize: FinalizeHandler,
+    pub backfill: BackfillHandler,
 }
 
 impl App {
@@ -39,8 +41,9 @@ impl App {
             store.clone(),
             clock.clone(),
         );
-        let finalize = FinalizeHandler::new(settings.clone(), lake.clone(), store.clone(), clock);
-        Ok(Self { settings, lake, store, ingest, finalize })
+        let finalize = FinalizeHandler::new(settings.clone(), lake.clone(), store.clone(), clock.clone());
+        let backfill = BackfillHandler::new(lake.clone(), store.clone(), clock);
+        Ok(Self { settings, lake, store, ingest, finalize, backfill })
     }
 }
 

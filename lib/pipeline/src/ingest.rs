@@ -17,7 +17,7 @@ use std::time::Instant;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use healthlake_core::decode::{Decoder, WireValue, frame};
-use healthlake_core::record::{ErrorRecord, ErrorType, RawRecord};
+use healthlake_core::record::{ErrorRecord, ErrorType, RawRecord, late_record_message};
 use healthlake_core::{Validator, Window, WindowKind};
 use healthlake_lake::{AppendReport, DataFileSink, LakeError, Lakehouse, TableKind, committed_offsets, rows};
 use healthlake_state::{
@@ -368,15 +368,10 @@ fn above(committed: &healthlake_lake::OffsetMap, partition: &str, offset: i64) -
 
 /// A sample whose window(s) had closed: kept whole in the errors table so backfill can fold it in.
 fn late_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorRecord {
-    let closed: Vec<String> = windows.iter().map(|w| w.key()).collect::<BTreeSet<_>>().into_iter().collect();
     ErrorRecord {
         raw_payload: serde_json::to_string(&raw).expect("raw rows serialize"),
         error_type: ErrorType::LateRecord,
-        error_message: format!(
-            "event time {} arrived after its window closed ({}); aggregated into the windows still open",
-            raw.start_date,
-            closed.join(", ")
-        ),
+        error_message: late_record_message(raw.start_date, windows),
         error_timestamp: now,
         user_id: Some(raw.user_id),
         data_type: Some(raw.data_type),

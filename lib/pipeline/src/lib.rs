@@ -3,6 +3,7 @@
 //! wrappers around [`ingest::IngestHandler`] and [`finalize::FinalizeHandler`].
 
 pub mod app;
+pub mod backfill;
 pub mod config;
 pub mod demo;
 pub mod events;

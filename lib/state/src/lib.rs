@@ -64,6 +64,14 @@ pub trait AccumulatorStore: Send + Sync {
         closed_through: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// The close marker of `kind` now in force (None: nothing closed yet). The default asks to
+    /// move it to the epoch, which moves nothing: markers never go back, and no window ends
+    /// before 1970.
+    async fn close_marker(&self, kind: WindowKind) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let marker = self.advance_close_marker(kind, DateTime::UNIX_EPOCH).await?;
+        Ok(marker.filter(|m| *m > DateTime::UNIX_EPOCH))
+    }
+
     /// Open (not yet closed) items of `kind` whose window ends at or before `end_at_or_before`.
     /// Finalize asks for those behind the watermark: the ones to emit or re-emit, and the ones
     /// to close.
