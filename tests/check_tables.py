@@ -25,7 +25,7 @@ def check(condition, message):
         failures.append(message)
 
 
-def main(path):
+def main(path, aggregates_overwritten=False):
     expected = json.load(open(path))
     catalog = SqlCatalog(
         expected["catalog_name"],
@@ -71,6 +71,16 @@ def main(path):
         check(set(ids) == {"user_id", "data_type", *period}, f"{name} identifier fields {sorted(ids)}")
         pk = Counter(zip(*(table[c].to_pylist() for c in ("user_id", "data_type", *period))))
         check(max(pk.values()) == 1, f"{name}: no primary key twice")
+        if aggregates_overwritten:
+            snapshot = tables[name].current_snapshot()
+            summary = snapshot.summary
+            check(summary.operation.value == "overwrite" and int(summary["deleted-records"] or 0) > 0
+                  and int(summary["total-records"] or -1) == table.num_rows,
+                  f"{name}: newest snapshot is an overwrite (added {summary['added-records']}, deleted "
+                  f"{summary['deleted-records']}, total {summary['total-records']} = rows read)")
+            before = tables[name].scan(snapshot_id=snapshot.parent_snapshot_id).to_arrow()
+            check(before.num_rows == table.num_rows,
+                  f"{name}: time travel to the snapshot before holds the same {before.num_rows} windows")
         # Recompute the row with the most measurements from raw.
         i = pc.index(table["count"], pc.max(table["count"])).as_py()
         row = {c: table[c][i].as_py() for c in table.column_names}
@@ -94,4 +104,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], "--aggregates-overwritten" in sys.argv[2:]))

@@ -138,9 +138,13 @@ impl FinalizeHandler {
             report.windows_updated = due.iter().filter(|i| i.emitted_version > 0).count();
             report.rows_replaced = upsert.rows_replaced;
         }
-        let emitted: Vec<_> = due.iter().map(|i| (i.key.clone(), i.version)).collect();
-        self.store.mark_emitted(&emitted).await?;
-        let closing: Vec<&AccumulatorItem> = items.iter().filter(|i| i.key.window.end() <= marker).collect();
+        let closes = |item: &AccumulatorItem| item.key.window.end() <= marker;
+        // Items closing now are never emitted again: marking them closed is enough.
+        let emitted: Vec<_> = due.iter().filter(|i| !closes(i)).map(|i| (i.key.clone(), i.version)).collect();
+        if !emitted.is_empty() {
+            self.store.mark_emitted(&emitted).await?;
+        }
+        let closing: Vec<&AccumulatorItem> = items.iter().filter(|i| closes(i)).collect();
         if !closing.is_empty() {
             let keys: Vec<_> = closing.iter().map(|i| i.key.clone()).collect();
             self.store.mark_closed(&keys, now + self.settings.state_ttl).await?;

@@ -476,7 +476,7 @@ async fn a_finalize_crash_after_the_upsert_is_completed_by_the_rerun() {
     let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
     let finalize = FinalizeHandler::new(h.app.settings.clone(), h.app.lake.clone(), crashing.clone(), h.clock.clone());
     for kind in WindowKind::ALL {
-        *crashing.crash.lock().unwrap() = Some(CrashPoint::BeforeMarkEmitted);
+        *crashing.crash.lock().unwrap() = Some(CrashPoint::AfterUpsert);
         let err = finalize.handle(kind).await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
         let rerun = finalize.handle(kind).await.unwrap();
@@ -489,6 +489,28 @@ async fn a_finalize_crash_after_the_upsert_is_completed_by_the_rerun() {
             let got = seen.aggregates[&kind][key];
             assert!(row.iter().zip(got).all(|(a, b)| close(*a, b)), "{kind} {key:?}: {row:?} vs {got:?}");
         }
+    }
+}
+
+/// Two finalizers of the same kind at once (an overlapping schedule, a manual run): their upserts
+/// conflict and retry on each other's snapshots, and no primary key appears twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_finalizers_never_write_a_key_twice() {
+    let cfg = config(400);
+    let produced = assign_offsets(&cfg.topic, generate::generate(&cfg));
+    let h = harness(&[]).await;
+    for (_, event) in deliveries(&produced, 100, 0, 0) {
+        h.app.ingest.handle(&event).await.unwrap();
+    }
+    let second = FinalizeHandler::new(h.app.settings.clone(), h.app.lake.clone(), h.app.store.clone(), h.clock.clone());
+    for kind in WindowKind::ALL {
+        let (a, b) = tokio::join!(h.app.finalize.handle(kind), second.handle(kind));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a.windows_emitted + b.windows_emitted > 0, "{kind}: {a:?} {b:?}");
+    }
+    let seen = observe(&h.app).await; // asserts no primary key twice in every table
+    for kind in WindowKind::ALL {
+        assert!(!seen.aggregates[&kind].is_empty(), "{kind}");
     }
 }
 
@@ -517,7 +539,7 @@ enum CrashPoint {
     /// Raw and error rows committed, watermarks not advanced.
     BeforeWatermarks,
     /// Finalize: aggregate rows upserted, items not marked emitted or closed.
-    BeforeMarkEmitted,
+    AfterUpsert,
 }
 
 /// The real store, with one invocation cut off at a chosen point.
@@ -562,10 +584,11 @@ impl AccumulatorStore for CrashingStore {
         self.inner.open_items(kind, end).await
     }
     async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError> {
-        self.crash_now(CrashPoint::BeforeMarkEmitted)?;
+        self.crash_now(CrashPoint::AfterUpsert)?;
         self.inner.mark_emitted(emitted).await
     }
     async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.crash_now(CrashPoint::AfterUpsert)?;
         self.inner.mark_closed(keys, expires_at).await
     }
 }
