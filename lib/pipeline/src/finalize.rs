@@ -127,9 +127,12 @@ impl FinalizeHandler {
             .collect();
         if !rows.is_empty() {
             let commit_started = Instant::now();
-            let upsert = self.lake.upsert_aggregates(kind, &rows, &[]).await?;
+            let table_name = self.lake.table_name(table_kind);
+            let upsert = self.lake.upsert_aggregates(kind, &rows, &[]).await.inspect_err(|e| {
+                metrics::record_commit_failure(table_name, if e.is_retryable() { "retryable" } else { "permanent" })
+            })?;
             metrics::record_commit(
-                self.lake.table_name(table_kind),
+                table_name,
                 upsert.files_added,
                 upsert.bytes_added,
                 commit_started.elapsed().as_secs_f64() * 1e3,
