@@ -2,8 +2,9 @@
 
 moto's own `moto_server` answers on several threads without locking its backends, so two
 conditional writes racing on one DynamoDB item can both succeed there; real DynamoDB evaluates
-conditions atomically. Serving one request at a time restores that guarantee for our tests
-(clients still race: their read-modify-write cycles interleave).
+conditions atomically. Handling one request at a time (connections still on threads, see
+`OneRequestAtATime`) restores that guarantee for our tests (clients still race: their
+read-modify-write cycles interleave).
 
 moto's TransactWriteItems deep-copies every table it touches before applying, to roll back on a
 failed condition: each transaction costs time and memory in proportion to the table (a 10,000-
@@ -19,6 +20,7 @@ are atomic, as in Glue.
 
 import os
 import sys
+import threading
 
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
@@ -103,7 +105,39 @@ def _transact_write_items_check_then_write(self, transact_items):  # type: ignor
 
 DynamoDBBackend.transact_write_items = _transact_write_items_check_then_write
 
+
+class OneRequestAtATime:
+    """Runs the wrapped WSGI app for one request at a time, with the whole response body built
+    under the lock. Connections are served on threads, so a client that is slow to read its
+    answer (or holds a connection open) cannot stall the others; a single-threaded server could,
+    and parallel S3 reads then hit their clients' I/O timeouts."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            started = []
+            body = []
+
+            def capture(status, headers, exc_info=None):
+                started.append((status, headers, exc_info))
+                return body.append
+
+            result = self.app(environ, capture)
+            try:
+                body.extend(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        status, headers, exc_info = started[-1]
+        start_response(status, headers, exc_info)
+        return body
+
+
 if __name__ == "__main__":
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
-    run_simple(host, port, DomainDispatcherApplication(create_backend_app), threaded=False, use_reloader=False)
+    app = OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+    run_simple(host, port, app, threaded=True, use_reloader=False)
