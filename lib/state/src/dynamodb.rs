@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     KeysAndAttributes, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
@@ -117,6 +118,29 @@ impl DynamoDbStore {
             .send()
             .await
             .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Sends conditional UpdateItems, [`WRITE_CONCURRENCY`] at a time. An update whose condition
+    /// fails had nothing to do and is skipped; any other error fails the call.
+    async fn update_where_condition_holds(
+        &self,
+        updates: impl Iterator<Item = UpdateItemFluentBuilder>,
+    ) -> Result<(), StoreError> {
+        let jobs: Vec<_> = updates
+            .map(|update| {
+                count("UpdateItem");
+                update.send()
+            })
+            .collect();
+        let mut results = futures::stream::iter(jobs).buffer_unordered(WRITE_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => {}
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
         Ok(())
     }
 
@@ -453,63 +477,37 @@ impl AccumulatorStore for DynamoDbStore {
     }
 
     async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError> {
-        let jobs: Vec<_> = emitted
-            .iter()
-            .map(|(key, version)| {
-                count("UpdateItem");
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("pk", s(acc_pk(key)))
-                    .key("sk", s(key.window.key()))
-                    .update_expression("SET emitted_version = :v")
-                    .condition_expression(
-                        "attribute_exists(pk) AND (attribute_not_exists(emitted_version) OR emitted_version < :v)",
-                    )
-                    .expression_attribute_values(":v", n(*version))
-                    .send()
-            })
-            .collect();
-        let mut results = futures::stream::iter(jobs).buffer_unordered(WRITE_CONCURRENCY);
-        while let Some(result) = results.next().await {
-            match result {
-                Ok(_) => {}
-                // Already marked at this version or later (or expired): nothing to do.
-                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Ok(())
+        // A failed condition: already marked at this version or later (or expired).
+        let updates = emitted.iter().map(|(key, version)| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(acc_pk(key)))
+                .key("sk", s(key.window.key()))
+                .update_expression("SET emitted_version = :v")
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(emitted_version) OR emitted_version < :v)",
+                )
+                .expression_attribute_values(":v", n(*version))
+        });
+        self.update_where_condition_holds(updates).await
     }
 
     async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {
-        let jobs: Vec<_> = keys
-            .iter()
-            .map(|key| {
-                count("UpdateItem");
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("pk", s(acc_pk(key)))
-                    .key("sk", s(key.window.key()))
-                    .update_expression("SET closed = :t, #ttl = :ttl, version = version + :one REMOVE gsi_pk")
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_names("#ttl", "ttl")
-                    .expression_attribute_values(":t", AttributeValue::Bool(true))
-                    .expression_attribute_values(":ttl", n(expires_at.timestamp()))
-                    .expression_attribute_values(":one", n(1))
-                    .send()
-            })
-            .collect();
-        let mut results = futures::stream::iter(jobs).buffer_unordered(WRITE_CONCURRENCY);
-        while let Some(result) = results.next().await {
-            match result {
-                Ok(_) => {}
-                // Already expired and deleted: nothing left to close.
-                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Ok(())
+        // A failed condition: already expired and deleted, nothing left to close.
+        let updates = keys.iter().map(|key| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(acc_pk(key)))
+                .key("sk", s(key.window.key()))
+                .update_expression("SET closed = :t, #ttl = :ttl, version = version + :one REMOVE gsi_pk")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":ttl", n(expires_at.timestamp()))
+                .expression_attribute_values(":one", n(1))
+        });
+        self.update_where_condition_holds(updates).await
     }
 }
