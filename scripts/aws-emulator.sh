@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+source scripts/local-server.sh
 
 command="${1:-}"
 run_dir="$HEALTHLAKE_CACHE/run"
@@ -28,20 +29,12 @@ case "$command" in
     port="${2:-4566}"
     pid_file="$run_dir/aws-emulator-$port.pid"
     bash scripts/install-python-deps.sh >/dev/null
-    if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    if server_running "$pid_file"; then
       echo "already running on 127.0.0.1:$port (pid $(cat "$pid_file"))" >&2
     else
       "$HEALTHLAKE_PYTHON" scripts/moto_serial.py 127.0.0.1 "$port" >"$run_dir/aws-emulator-$port.log" 2>&1 &
       echo $! >"$pid_file"
-      for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        if ! kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-          echo "the emulator exited; its log:" >&2
-          cat "$run_dir/aws-emulator-$port.log" >&2
-          exit 1
-        fi
-        sleep 0.1
-      done
+      wait_listening emulator "$port" "$pid_file" "$run_dir/aws-emulator-$port.log" 300
     fi
     "$HEALTHLAKE_PYTHON" scripts/aws_resources.py "http://127.0.0.1:$port" >&2
     "$0" env "$port"
@@ -59,11 +52,7 @@ SETTINGS
     ;;
   stop)
     port="${2:-4566}"
-    pid_file="$run_dir/aws-emulator-$port.pid"
-    if [[ -f "$pid_file" ]]; then
-      kill "$(cat "$pid_file")" 2>/dev/null || true
-      rm -f "$pid_file"
-    fi
+    stop_server "$run_dir/aws-emulator-$port.pid"
     ;;
   resources)
     bash scripts/install-python-deps.sh >/dev/null

@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+source scripts/local-server.sh
 
 TANSU_VERSION=0.6.0
 command="${1:-}"
@@ -37,7 +38,7 @@ case "$command" in
     port="${2:-9092}"
     install
     pid_file="$run_dir/kafka-$port.pid"
-    if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    if server_running "$pid_file"; then
       echo "already running on 127.0.0.1:$port (pid $(cat "$pid_file"))" >&2
     else
       data="$run_dir/kafka-$port"
@@ -48,15 +49,7 @@ case "$command" in
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine "sqlite://tansu.db") >"$run_dir/kafka-$port.log" 2>&1 &
       echo $! >"$pid_file"
-      for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        if ! kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-          echo "the broker exited; its log:" >&2
-          cat "$run_dir/kafka-$port.log" >&2
-          exit 1
-        fi
-        sleep 0.1
-      done
+      wait_listening broker "$port" "$pid_file" "$run_dir/kafka-$port.log" 100
     fi
     echo "export KAFKA_BROKERS=127.0.0.1:$port"
     ;;
@@ -68,11 +61,7 @@ case "$command" in
     ;;
   stop)
     port="${2:-9092}"
-    pid_file="$run_dir/kafka-$port.pid"
-    if [[ -f "$pid_file" ]]; then
-      kill "$(cat "$pid_file")" 2>/dev/null || true
-      rm -f "$pid_file"
-    fi
+    stop_server "$run_dir/kafka-$port.pid"
     ;;
   *)
     sed -n '2,14p' "$0" >&2
