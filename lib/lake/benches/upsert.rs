@@ -60,7 +60,7 @@ async fn main() {
     };
     let lake = Lakehouse::open(&settings).await.unwrap();
     let started = Instant::now();
-    let report = lake.upsert_aggregates(WindowKind::Daily, &rows(0..60, 0), &[]).await.unwrap();
+    let report = lake.upsert_aggregates(WindowKind::Daily, &rows(0..60, 0)).await.unwrap();
     println!(
         "initial load: {} rows into {} files in {:.2} s",
         report.rows_upserted,
@@ -72,7 +72,7 @@ async fn main() {
         for version in 1..=5 {
             let batch = rows(days.clone(), version);
             let started = Instant::now();
-            let report = lake.upsert_aggregates(WindowKind::Daily, &batch, &[]).await.unwrap();
+            let report = lake.upsert_aggregates(WindowKind::Daily, &batch).await.unwrap();
             times.push(started.elapsed().as_secs_f64());
             assert_eq!(report.rows_replaced, batch.len() as u64);
         }

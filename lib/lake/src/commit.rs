@@ -35,21 +35,6 @@ pub struct AppendReport {
     pub snapshot_id: Option<i64>,
 }
 
-/// A monotonic counter in the snapshot summary (e.g. how far finalize has emitted windows):
-/// the commit sets `key` to `value` and refuses when the table already holds `must_be_below` or
-/// more, which means another writer already committed part of this work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SummaryMark {
-    pub key: String,
-    pub value: i64,
-    pub must_be_below: i64,
-}
-
-/// A numeric `healthlake.*` property of the newest snapshot.
-pub fn summary_counter(table: &Table, key: &str) -> Option<i64> {
-    table.metadata().current_snapshot()?.summary().additional_properties.get(key)?.parse().ok()
-}
-
 /// The offset map of the table's newest snapshot (empty for a new table).
 pub fn committed_offsets(table: &Table) -> Result<OffsetMap, LakeError> {
     let Some(snapshot) = table.metadata().current_snapshot() else {
@@ -77,7 +62,6 @@ impl Lakehouse {
         kind: TableKind,
         files: Vec<DataFile>,
         consumed: &BTreeMap<String, (i64, i64)>,
-        marks: &[SummaryMark],
     ) -> Result<AppendReport, LakeError> {
         let ident = self.ident(kind);
         let mut report = AppendReport {
@@ -102,7 +86,7 @@ impl Lakehouse {
                 }
                 offsets.insert(partition.clone(), *last);
             }
-            let mut summary = self.next_summary(&table, marks)?;
+            let mut summary = carried_summary(&table);
             summary
                 .insert(OFFSETS_PROPERTY.to_string(), serde_json::to_string(&offsets).expect("offset map serializes"));
             let tx = Transaction::new(&table);
@@ -131,42 +115,21 @@ impl Lakehouse {
     }
 }
 
-impl Lakehouse {
-    /// The `healthlake.*` summary keys of the next snapshot: all of the newest snapshot's carried
-    /// forward (they live only on the newest one), then `marks` checked and set.
-    pub(crate) fn next_summary(
-        &self,
-        table: &Table,
-        marks: &[SummaryMark],
-    ) -> Result<HashMap<String, String>, LakeError> {
-        let mut summary: HashMap<String, String> = table
-            .metadata()
-            .current_snapshot()
-            .map(|s| {
-                s.summary()
-                    .additional_properties
-                    .iter()
-                    .filter(|(k, _)| k.starts_with("healthlake."))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for mark in marks {
-            let current = summary.get(&mark.key).and_then(|v| v.parse::<i64>().ok());
-            if let Some(current) = current
-                && current >= mark.must_be_below
-            {
-                return Err(LakeError::ConcurrentWriter {
-                    table: table.identifier().to_string(),
-                    partition: mark.key.clone(),
-                    committed: current,
-                    first: mark.must_be_below,
-                });
-            }
-            summary.insert(mark.key.clone(), mark.value.to_string());
-        }
-        Ok(summary)
-    }
+/// The `healthlake.*` summary keys of the newest snapshot, for the next one: they live only on
+/// the newest snapshot, so every commit carries them all forward.
+pub(crate) fn carried_summary(table: &Table) -> HashMap<String, String> {
+    table
+        .metadata()
+        .current_snapshot()
+        .map(|s| {
+            s.summary()
+                .additional_properties
+                .iter()
+                .filter(|(k, _)| k.starts_with("healthlake."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Commits `tx` as one attempt on exactly `base`: when the catalog's table is no longer `base`,

@@ -11,9 +11,7 @@ pub mod tables;
 mod writer;
 
 pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings};
-pub use commit::{
-    AppendReport, OFFSETS_PROPERTY, OffsetMap, SummaryMark, commit_on_base, committed_offsets, summary_counter,
-};
+pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base, committed_offsets};
 pub use overwrite::{KeyPart, RowKey, UpsertReport, key_columns, row_keys};
 pub use tables::{TableKind, TableNames};
 pub use writer::{DataFileSink, parquet_properties};

@@ -21,9 +21,9 @@ use healthlake_core::record::AggregateRow;
 use iceberg::MetadataLocation;
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
 use iceberg::spec::{
-    DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestList, ManifestListWriter,
-    ManifestWriterBuilder, Operation, Snapshot, SnapshotSummaryCollector, Struct, Summary, TableMetadata,
-    TableProperties,
+    DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestEntryRef, ManifestFile, ManifestList,
+    ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotSummaryCollector, Struct, Summary,
+    TableMetadata, TableProperties,
 };
 use iceberg::table::Table;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -31,7 +31,7 @@ use rand::Rng;
 
 use crate::LakeError;
 use crate::catalog::Lakehouse;
-use crate::commit::SummaryMark;
+use crate::commit::carried_summary;
 use crate::tables::TableKind;
 use crate::writer::DataFileSink;
 
@@ -117,30 +117,20 @@ pub fn key_columns(table: &Table) -> Result<Vec<String>, LakeError> {
 
 impl Lakehouse {
     /// Upserts aggregate rows by their primary key (user, data type, window).
-    pub async fn upsert_aggregates(
-        &self,
-        kind: WindowKind,
-        rows: &[AggregateRow],
-        marks: &[SummaryMark],
-    ) -> Result<UpsertReport, LakeError> {
+    pub async fn upsert_aggregates(&self, kind: WindowKind, rows: &[AggregateRow]) -> Result<UpsertReport, LakeError> {
         let table_kind = TableKind::Aggregate(kind);
         let table = self.table(table_kind).await?;
         let schema = Arc::new(schema_to_arrow_schema(table.metadata().current_schema())?);
         let batch = crate::rows::aggregate_batch(&schema, kind, rows)?;
-        self.upsert(table_kind, &batch, marks).await
+        self.upsert(table_kind, &batch).await
     }
 
     /// Upserts `rows` (a batch in the table's Arrow schema) by the table's identifier fields:
     /// afterwards every key of `rows` appears exactly once, with the new values, and every other
-    /// row is unchanged. One `overwrite` snapshot per call; `marks` are checked and set in its
-    /// summary like [`Lakehouse::append`] does. Conflicting commits are retried on the newer
+    /// row is unchanged. One `overwrite` snapshot per call, carrying the `healthlake.*` summary
+    /// keys forward like [`Lakehouse::append`] does. Conflicting commits are retried on the newer
     /// version.
-    pub async fn upsert(
-        &self,
-        kind: TableKind,
-        rows: &RecordBatch,
-        marks: &[SummaryMark],
-    ) -> Result<UpsertReport, LakeError> {
+    pub async fn upsert(&self, kind: TableKind, rows: &RecordBatch) -> Result<UpsertReport, LakeError> {
         let ident = self.ident(kind);
         let mut report = UpsertReport { rows_upserted: rows.num_rows() as u64, ..UpsertReport::default() };
         if rows.num_rows() == 0 {
@@ -161,8 +151,9 @@ impl Lakehouse {
             let mut sink = DataFileSink::new(&table, &format!("upsert-{}", uuid_like()))?;
             let rows = conform(rows, sink.arrow_schema())?;
             let touched = touched_partitions(&table, &rows)?;
-            let live = live_files(&table).await?;
-            let removed: Vec<DataFile> = live.into_iter().filter(|f| touched.contains(f.partition())).collect();
+            let manifests = current_manifests(&table).await?;
+            let removed: Vec<DataFile> =
+                live_files(&table, &manifests).filter(|f| touched.contains(f.partition())).cloned().collect();
             let (mut replaced, mut kept) = (0u64, 0u64);
             for file in &removed {
                 for batch in read_data_file(&table, file, sink.arrow_schema()).await? {
@@ -179,8 +170,8 @@ impl Lakehouse {
             let added = sink.close().await?;
             let (files_removed, files_added) = (removed.len(), added.len());
             let bytes_added = added.iter().map(|f| f.file_size_in_bytes()).sum();
-            let summary = self.next_summary(&table, marks)?;
-            match commit_overwrite(pointer, &table, removed, added, summary).await? {
+            let summary = carried_summary(&table);
+            match commit_overwrite(pointer, &table, manifests, removed, added, summary).await? {
                 Some(snapshot_id) => {
                     report.rows_replaced = replaced;
                     report.rows_kept = kept;
@@ -233,33 +224,38 @@ fn touched_partitions(table: &Table, rows: &RecordBatch) -> Result<HashSet<Struc
     Ok(splitter.split(rows)?.into_iter().map(|(key, _)| key.data().clone()).collect())
 }
 
-async fn manifest_list(table: &Table) -> Result<Option<ManifestList>, LakeError> {
+/// The current snapshot's manifests, each data manifest with its entries (delete manifests
+/// without: they are only carried forward). Read once per upsert attempt, for finding the live
+/// files and for writing the next manifest list.
+type Manifests = Vec<(ManifestFile, Vec<ManifestEntryRef>)>;
+
+async fn current_manifests(table: &Table) -> Result<Manifests, LakeError> {
     let Some(snapshot) = table.metadata().current_snapshot() else {
-        return Ok(None);
+        return Ok(vec![]);
     };
     let bytes = table.file_io().new_input(snapshot.manifest_list())?.read().await?;
-    Ok(Some(ManifestList::parse_with_version(&bytes, table.metadata().format_version())?))
+    let list = ManifestList::parse_with_version(&bytes, table.metadata().format_version())?;
+    // Collected first: the list's iterator is not Send, and the loop awaits.
+    let files: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
+    let mut manifests = vec![];
+    for manifest in files {
+        let entries = match manifest.content {
+            ManifestContentType::Data => manifest.load_manifest(table.file_io()).await?.entries().to_vec(),
+            ManifestContentType::Deletes => vec![],
+        };
+        manifests.push((manifest, entries));
+    }
+    Ok(manifests)
 }
 
 /// The live data files of the current snapshot (written with the default partition spec: the
 /// tables never change theirs; files of another spec are never touched).
-async fn live_files(table: &Table) -> Result<Vec<DataFile>, LakeError> {
-    let Some(list) = manifest_list(table).await? else {
-        return Ok(vec![]);
-    };
+fn live_files<'a>(table: &Table, manifests: &'a Manifests) -> impl Iterator<Item = &'a DataFile> {
     let spec_id = table.metadata().default_partition_spec_id();
-    let mut files = vec![];
-    for manifest in list.entries() {
-        if manifest.content != ManifestContentType::Data || manifest.partition_spec_id != spec_id {
-            continue;
-        }
-        for entry in manifest.load_manifest(table.file_io()).await?.entries() {
-            if entry.is_alive() {
-                files.push(entry.data_file().clone());
-            }
-        }
-    }
-    Ok(files)
+    manifests
+        .iter()
+        .filter(move |(manifest, _)| manifest.partition_spec_id == spec_id)
+        .flat_map(|(_, entries)| entries.iter().filter(|e| e.is_alive()).map(|e| e.data_file()))
 }
 
 /// Reads one data file whole, columns matched by name into `schema`.
@@ -272,12 +268,13 @@ async fn read_data_file(table: &Table, file: &DataFile, schema: &SchemaRef) -> R
     reader.map(|batch| conform(&batch?, schema)).collect()
 }
 
-/// Commits one `overwrite` snapshot on exactly `base`: `removed` (live files of `base`) marked
-/// deleted, `added` added, `properties` in the summary next to the computed counts. `None`: the
+/// Commits one `overwrite` snapshot on exactly `base` (whose manifests are `manifests`):
+/// `removed` (live files of `base`) marked deleted, `added` added, `properties` in the summary next to the computed counts. `None`: the
 /// table moved on since `base` (nothing was published; the caller re-reads and retries).
 async fn commit_overwrite(
     pointer: &dyn crate::pointer::MetadataPointer,
     base: &Table,
+    manifests: Manifests,
     removed: Vec<DataFile>,
     added: Vec<DataFile>,
     properties: HashMap<String, String>,
@@ -300,41 +297,38 @@ async fn commit_overwrite(
     let manifest_path = |n: usize| format!("{}/metadata/{commit_id}-m{n}.avro", metadata.location());
     let removed_paths: HashSet<&str> = removed.iter().map(DataFile::file_path).collect();
 
-    let mut manifests: Vec<ManifestFile> = vec![];
+    let mut next_manifests: Vec<ManifestFile> = vec![];
     let mut manifest_count = 0;
-    if let Some(list) = manifest_list(base).await? {
-        for manifest in list.entries() {
-            let entries = manifest.load_manifest(base.file_io()).await?.entries().to_vec();
-            let touches = entries.iter().any(|e| e.is_alive() && removed_paths.contains(e.file_path()));
-            if manifest.content != ManifestContentType::Data || !touches {
-                manifests.push(manifest.clone());
-                continue;
-            }
-            // Rewrite the manifest: removed files as deleted entries of this snapshot, the other
-            // live files as existing entries with their original snapshot and sequence numbers.
-            let spec = metadata
-                .partition_spec_by_id(manifest.partition_spec_id)
-                .ok_or_else(|| LakeError::Schema(format!("manifest {} names unknown spec", manifest.manifest_path)))?;
-            manifest_count += 1;
-            let mut writer = ManifestWriterBuilder::new(
-                base.file_io().new_output(manifest_path(manifest_count))?,
-                Some(snapshot_id),
-                metadata.current_schema().clone(),
-                spec.as_ref().clone(),
-            )
-            .build_v2_data();
-            for entry in entries.iter().filter(|e| e.is_alive()) {
-                let seq = entry.sequence_number().unwrap_or(manifest.sequence_number);
-                let file_seq = entry.file_sequence_number.or(Some(seq));
-                if removed_paths.contains(entry.file_path()) {
-                    writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
-                } else {
-                    let added_by = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
-                    writer.add_existing_file(entry.data_file().clone(), added_by, seq, file_seq)?;
-                }
-            }
-            manifests.push(writer.write_manifest_file().await?);
+    for (manifest, entries) in manifests {
+        let touches = entries.iter().any(|e| e.is_alive() && removed_paths.contains(e.file_path()));
+        if !touches {
+            next_manifests.push(manifest);
+            continue;
         }
+        // Rewrite the manifest: removed files as deleted entries of this snapshot, the other
+        // live files as existing entries with their original snapshot and sequence numbers.
+        let spec = metadata
+            .partition_spec_by_id(manifest.partition_spec_id)
+            .ok_or_else(|| LakeError::Schema(format!("manifest {} names unknown spec", manifest.manifest_path)))?;
+        manifest_count += 1;
+        let mut writer = ManifestWriterBuilder::new(
+            base.file_io().new_output(manifest_path(manifest_count))?,
+            Some(snapshot_id),
+            metadata.current_schema().clone(),
+            spec.as_ref().clone(),
+        )
+        .build_v2_data();
+        for entry in entries.iter().filter(|e| e.is_alive()) {
+            let seq = entry.sequence_number().unwrap_or(manifest.sequence_number);
+            let file_seq = entry.file_sequence_number.or(Some(seq));
+            if removed_paths.contains(entry.file_path()) {
+                writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
+            } else {
+                let added_by = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
+                writer.add_existing_file(entry.data_file().clone(), added_by, seq, file_seq)?;
+            }
+        }
+        next_manifests.push(writer.write_manifest_file().await?);
     }
 
     let mut collector = SnapshotSummaryCollector::default();
@@ -364,7 +358,7 @@ async fn commit_overwrite(
             // A negative sequence number leaves it to be inherited from the manifest list.
             writer.add_file(file, -1)?;
         }
-        manifests.push(writer.write_manifest_file().await?);
+        next_manifests.push(writer.write_manifest_file().await?);
     }
 
     let summary = Summary {
@@ -382,7 +376,7 @@ async fn commit_overwrite(
         metadata.current_snapshot_id(),
         sequence_number,
     );
-    list_writer.add_manifests(manifests.into_iter())?;
+    list_writer.add_manifests(next_manifests.into_iter())?;
     list_writer.close().await?;
 
     let snapshot = Snapshot::builder()

@@ -23,12 +23,7 @@ impl Lakehouse {
 
     /// Scans the selected columns of a table.
     pub async fn scan(&self, kind: TableKind, columns: &[&str]) -> Result<Vec<RecordBatch>, LakeError> {
-        let table = self.table(kind).await?;
-        if table.metadata().current_snapshot().is_none() {
-            return Ok(vec![]);
-        }
-        let stream = table.scan().select(columns.iter().copied()).build()?.to_arrow().await?;
-        Ok(stream.try_collect().await?)
+        self.scan_stream(kind, columns, None).await?.try_collect().await
     }
 }
 

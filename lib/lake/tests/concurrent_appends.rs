@@ -47,7 +47,7 @@ async fn append_batch(lake: &Lakehouse, partition: i32, first: i64, last: i64) -
     sink.write(&rows::raw_batch(sink.arrow_schema(), &rows_)?).await?;
     let files = sink.close().await?;
     let consumed = BTreeMap::from([(format!("t-{partition}"), (first, last))]);
-    Ok(lake.append(TableKind::Raw, files, &consumed, &[]).await?.conflicts_retried)
+    Ok(lake.append(TableKind::Raw, files, &consumed).await?.conflicts_retried)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

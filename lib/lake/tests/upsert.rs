@@ -79,11 +79,11 @@ fn key(user: &str, d: u32) -> String {
 async fn upsert_replaces_only_its_keys(settings: &CatalogSettings) {
     let lake = Lakehouse::open(settings).await.unwrap();
     let first: Vec<AggregateRow> = (0..5).flat_map(|u| (1..=4).map(move |d| agg(&format!("u{u}"), d, 1))).collect();
-    let report = lake.upsert_aggregates(WindowKind::Daily, &first, &[]).await.unwrap();
+    let report = lake.upsert_aggregates(WindowKind::Daily, &first).await.unwrap();
     assert_eq!((report.rows_replaced, report.rows_kept, report.files_removed, report.files_added), (0, 0, 0, 4));
 
     let second = [agg("u0", 1, 100), agg("u1", 2, 200), agg("u9", 1, 300)];
-    let report = lake.upsert_aggregates(WindowKind::Daily, &second, &[]).await.unwrap();
+    let report = lake.upsert_aggregates(WindowKind::Daily, &second).await.unwrap();
     // Days 1 and 2 are rewritten: their 10 rows, 2 of them replaced, plus one new key.
     assert_eq!((report.rows_replaced, report.rows_kept, report.files_removed, report.files_added), (2, 8, 2, 2));
 
@@ -123,7 +123,7 @@ async fn upsert_replaces_only_its_keys(settings: &CatalogSettings) {
     .await;
 
     // The same upsert again (a retried finalize) changes no row.
-    lake.upsert_aggregates(WindowKind::Daily, &second, &[]).await.unwrap();
+    lake.upsert_aggregates(WindowKind::Daily, &second).await.unwrap();
     assert_eq!(counts(&lake, None).await, (now.clone(), 21));
 }
 
@@ -160,7 +160,7 @@ async fn pyiceberg_agrees(settings: &CatalogSettings, lake: &Lakehouse, mut expe
 
 async fn concurrent_upserts_leave_every_key_once(settings: &CatalogSettings, writers: usize) {
     let lake = Arc::new(Lakehouse::open(settings).await.unwrap());
-    lake.upsert_aggregates(WindowKind::Daily, &[agg("shared", 1, 1)], &[]).await.unwrap();
+    lake.upsert_aggregates(WindowKind::Daily, &[agg("shared", 1, 1)]).await.unwrap();
     let mut tasks = vec![];
     for w in 0..writers {
         let lake = lake.clone();
@@ -172,7 +172,7 @@ async fn concurrent_upserts_leave_every_key_once(settings: &CatalogSettings, wri
                     agg(&format!("w{w}"), 1 + round % 2, (w * 10) as i64 + round as i64),
                     agg("shared", 1, 1000 + w as i64),
                 ];
-                conflicts += lake.upsert_aggregates(WindowKind::Daily, &rows, &[]).await.unwrap().conflicts_retried;
+                conflicts += lake.upsert_aggregates(WindowKind::Daily, &rows).await.unwrap().conflicts_retried;
             }
             conflicts
         }));

@@ -262,7 +262,7 @@ impl BackfillHandler {
                 rows.push(AggregateRow { user_id, data_type, window, stats, updated_at: now });
             }
             if !request.dry_run && !rows.is_empty() {
-                let upsert = self.lake.upsert_aggregates(kind, &rows, &[]).await?;
+                let upsert = self.lake.upsert_aggregates(kind, &rows).await?;
                 kind_report.rows_upserted = upsert.rows_upserted;
             }
             progress(&format!(

@@ -128,7 +128,7 @@ impl FinalizeHandler {
         if !rows.is_empty() {
             let commit_started = Instant::now();
             let table_name = self.lake.table_name(table_kind);
-            let upsert = self.lake.upsert_aggregates(kind, &rows, &[]).await.inspect_err(|e| {
+            let upsert = self.lake.upsert_aggregates(kind, &rows).await.inspect_err(|e| {
                 metrics::record_commit_failure(table_name, if e.is_retryable() { "retryable" } else { "permanent" })
             })?;
             metrics::record_commit(

@@ -349,7 +349,7 @@ impl IngestHandler {
     ) -> Result<AppendReport, LakeError> {
         let started = Instant::now();
         let table = self.lake.table_name(kind).to_string();
-        match self.lake.append(kind, files, consumed, &[]).await {
+        match self.lake.append(kind, files, consumed).await {
             Ok(report) => {
                 metrics::record_commit(&table, report.data_files, report.bytes, started.elapsed().as_secs_f64() * 1e3);
                 Ok(report)
