@@ -8,7 +8,7 @@ use healthlake_lambda::HandlerFailure;
 use healthlake_pipeline::app::App;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The schedule's input.
 #[derive(Debug, Deserialize, PartialEq)]
@@ -18,15 +18,7 @@ struct FinalizeInput {
 
 async fn handle(app: &App, event: LambdaEvent<FinalizeInput>) -> Result<Value, HandlerFailure> {
     let report = app.finalize.handle(event.payload.kind).await?;
-    Ok(json!({
-        "kind": event.payload.kind,
-        "watermark": report.watermark,
-        "closedThrough": report.closed_through,
-        "windowsEmitted": report.windows_emitted,
-        "windowsUpdated": report.windows_updated,
-        "windowsClosed": report.windows_closed,
-        "recordsAggregated": report.records_aggregated,
-    }))
+    Ok(healthlake_lambda::finalize_response(event.payload.kind, &report))
 }
 
 #[tokio::main]

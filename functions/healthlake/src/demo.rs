@@ -164,7 +164,7 @@ pub(crate) struct DataArgs {
     #[arg(long, default_value_t = 6_000)]
     records: usize,
     #[arg(long, default_value_t = 6)]
-    partitions: i32,
+    pub(crate) partitions: i32,
     /// Records per delivered batch (the event source mapping's BatchSize).
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
@@ -176,7 +176,7 @@ pub(crate) struct DataArgs {
 }
 
 impl DataArgs {
-    fn generator(&self, topic: &str) -> GeneratorConfig {
+    pub(crate) fn generator(&self, topic: &str) -> GeneratorConfig {
         GeneratorConfig {
             seed: self.seed,
             topic: topic.to_string(),

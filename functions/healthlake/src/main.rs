@@ -4,11 +4,15 @@
 //! - `healthlake invoke ingest --event FILE_OR_DIR` runs the ingest handler on Kafka events (the
 //!   JSON `cargo lambda invoke --data-file` takes);
 //! - `healthlake invoke finalize --kind daily|weekly|monthly` closes due windows;
-//! - `healthlake backfill --from T --to T [--dry-run]` recomputes aggregates from the raw table.
+//! - `healthlake backfill --from T --to T [--dry-run]` recomputes aggregates from the raw table;
+//! - `healthlake local` consumes a topic as the Lambda event source mapping would and invokes
+//!   ingest (in process, or over `cargo lambda watch`), plus the finalize schedule;
+//! - `healthlake produce` writes realistic payloads to a topic.
 //!
 //! They read the same environment as the Lambda functions.
 
 mod demo;
+mod kafka;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +52,12 @@ enum Command {
     /// Recompute the aggregates of every window touching a time range from health_data_raw and
     /// upsert those that differ (the backfill function's logic).
     Backfill(BackfillArgs),
+    /// Consume the topic as the Lambda event source mapping does (consumer group, batches,
+    /// commits after success, retries, on-failure destination) and invoke ingest; run the
+    /// finalize schedule alongside.
+    Local(kafka::LocalArgs),
+    /// Produce realistic payloads (Confluent wire format, keyed by userId) to the topic.
+    Produce(kafka::ProduceArgs),
     /// Print rows per table, errors by type and a few aggregate rows.
     Summary {
         /// Aggregate rows to show per window kind.
@@ -200,6 +210,14 @@ async fn main() -> Result<()> {
             init_tracing(&settings, true);
             let app = App::open(settings, system_clock()).await?;
             backfill(&app, args).await
+        }
+        Command::Local(args) => {
+            init_tracing(&settings, false);
+            kafka::local(settings, args).await
+        }
+        Command::Produce(args) => {
+            init_tracing(&settings, true);
+            kafka::produce(settings, args).await
         }
         Command::Summary { rows } => {
             init_tracing(&settings, true);

@@ -8,16 +8,11 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use healthlake_lambda::HandlerFailure;
 use healthlake_pipeline::app::App;
 use lambda_runtime::{Error, LambdaEvent};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 async fn handle(app: &App, event: LambdaEvent<KafkaEvent>) -> Result<Value, HandlerFailure> {
     let report = app.ingest.handle(&event.payload).await?;
-    Ok(json!({
-        "records": report.records,
-        "rawRowsWritten": report.raw_rows_written,
-        "errorRowsWritten": report.error_rows_written,
-        "rowsSkippedAsCommitted": report.raw_rows_skipped + report.error_rows_skipped,
-    }))
+    Ok(healthlake_lambda::ingest_response(&report))
 }
 
 #[tokio::main]

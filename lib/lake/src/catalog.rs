@@ -117,6 +117,12 @@ fn storage_factory(warehouse: &str) -> Result<Arc<dyn StorageFactory>, LakeError
     }
 }
 
+/// A FileIO for a location outside the tables (`file://` or `s3://`), with the same S3 settings
+/// the catalogs use; for files healthlake writes beside the lake (failed batches).
+pub fn file_io_for(location: &str, s3: &S3Settings) -> Result<iceberg::io::FileIO, LakeError> {
+    Ok(iceberg::io::FileIOBuilder::new(storage_factory(location)?).with_props(s3.file_io_props()).build())
+}
+
 /// Opens the SQL catalog (creating the sqlite file and the warehouse folder when missing), and
 /// a connection of our own to its table for overwrite commits.
 async fn open_sql(uri: &str, settings: &CatalogSettings) -> Result<(SqlCatalog, SqlPointer), LakeError> {

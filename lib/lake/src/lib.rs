@@ -10,7 +10,7 @@ pub mod rows;
 pub mod tables;
 mod writer;
 
-pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings};
+pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings, file_io_for};
 pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base, committed_offsets};
 pub use overwrite::{KeyPart, RowKey, UpsertReport, key_columns, row_keys};
 pub use tables::{TableKind, TableNames};

@@ -9,6 +9,7 @@ use healthlake_pipeline::system_clock;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 /// Starts a function: settings from the environment (failing at start, naming the variable),
 /// tracing, adapters built once per container, then the runtime loop calling `handler`.
@@ -79,6 +80,32 @@ impl From<healthlake_pipeline::backfill::BackfillError> for HandlerFailure {
     fn from(e: healthlake_pipeline::backfill::BackfillError) -> Self {
         HandlerFailure { retryable: e.is_retryable(), kind: "BackfillError", message: e.to_string() }
     }
+}
+
+/// The ingest function's response: what the batch wrote.
+pub fn ingest_response(report: &healthlake_pipeline::ingest::IngestReport) -> Value {
+    json!({
+        "records": report.records,
+        "rawRowsWritten": report.raw_rows_written,
+        "errorRowsWritten": report.error_rows_written,
+        "rowsSkippedAsCommitted": report.raw_rows_skipped + report.error_rows_skipped,
+    })
+}
+
+/// The finalize function's response.
+pub fn finalize_response(
+    kind: healthlake_core::WindowKind,
+    report: &healthlake_pipeline::finalize::FinalizeReport,
+) -> Value {
+    json!({
+        "kind": kind,
+        "watermark": report.watermark,
+        "closedThrough": report.closed_through,
+        "windowsEmitted": report.windows_emitted,
+        "windowsUpdated": report.windows_updated,
+        "windowsClosed": report.windows_closed,
+        "recordsAggregated": report.records_aggregated,
+    })
 }
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ pub mod env {
     pub const HEALTHLAKE_DYNAMODB_ENDPOINT: &str = "HEALTHLAKE_DYNAMODB_ENDPOINT";
     pub const HEALTHLAKE_DYNAMODB_SHARDS: &str = "HEALTHLAKE_DYNAMODB_SHARDS";
     pub const HEALTHLAKE_PARTITION_IDLE_TIMEOUT_MINUTES: &str = "HEALTHLAKE_PARTITION_IDLE_TIMEOUT_MINUTES";
+    /// The partitions of KAFKA_TOPIC: a partition no record has come from yet holds the
+    /// watermark back (until it is idle), as an assigned but empty Kafka split does in Flink.
+    pub const HEALTHLAKE_TOPIC_PARTITIONS: &str = "HEALTHLAKE_TOPIC_PARTITIONS";
     pub const HEALTHLAKE_MAX_FUTURE_SKEW_HOURS: &str = "HEALTHLAKE_MAX_FUTURE_SKEW_HOURS";
 }
 
@@ -102,6 +105,8 @@ pub struct Settings {
     pub state_ttl: Duration,
     pub max_out_of_orderness: Duration,
     pub partition_idle_timeout: Duration,
+    /// `HEALTHLAKE_TOPIC_PARTITIONS`; `None`: the watermark only knows partitions seen so far.
+    pub topic_partitions: Option<u32>,
     pub daily_lateness: Duration,
     pub weekly_lateness: Duration,
     pub monthly_lateness: Duration,
@@ -248,6 +253,14 @@ impl Settings {
                 "whole minutes",
                 num,
             )?),
+            topic_partitions: match get(env::HEALTHLAKE_TOPIC_PARTITIONS) {
+                None => None,
+                Some(text) => {
+                    Some(text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        invalid(env::HEALTHLAKE_TOPIC_PARTITIONS, text.clone(), "a partition count ≥ 1")
+                    })?)
+                }
+            },
             daily_lateness: Duration::hours(parse(vars, env::DAILY_WINDOW_ALLOWED_LATENESS, 1, "whole hours", num)?),
             weekly_lateness: Duration::hours(parse(vars, env::WEEKLY_WINDOW_ALLOWED_LATENESS, 6, "whole hours", num)?),
             monthly_lateness: Duration::hours(parse(
@@ -455,6 +468,7 @@ mod tests {
             ("MAX_HEART_RATE", "lots"),
             ("VALIDATION_ENABLED", "maybe"),
             ("DAILY_WINDOW_ALLOWED_LATENESS", "-1"),
+            ("HEALTHLAKE_TOPIC_PARTITIONS", "0"),
             ("PROMETHEUS_PORT", "70000"),
             ("ICEBERG_CATALOG_TYPE", "hive"),
             ("SCHEMA_REGISTRY_URL", "ftp://x"),

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use healthlake_core::WindowKind;
-use healthlake_core::record::AggregateRow;
+use healthlake_core::record::{AggregateRow, partition_key};
 use healthlake_lake::{LakeError, Lakehouse, TableKind};
 use healthlake_state::{AccumulatorItem, AccumulatorStore, PartitionProgress, StoreError};
 
@@ -88,12 +88,37 @@ impl FinalizeHandler {
         Self { settings, lake, store, clock }
     }
 
+    /// With `HEALTHLAKE_TOPIC_PARTITIONS`, a partition nothing has come from yet gets a progress
+    /// item at the start of time, stamped now: it holds the watermark back until real records
+    /// move it or it has been idle for the idle timeout (an empty partition must not block
+    /// forever). Without this, the first batch's partitions alone would set the watermark and the
+    /// other partitions' records would all be late.
+    async fn hold_for_unseen_partitions(
+        &self,
+        progress: &mut Vec<PartitionProgress>,
+        now: DateTime<Utc>,
+    ) -> Result<(), FinalizeError> {
+        let Some(partitions) = self.settings.topic_partitions else { return Ok(()) };
+        let unseen: Vec<PartitionProgress> = (0..partitions as i32)
+            .map(|p| partition_key(&self.settings.kafka_topic, p))
+            .filter(|key| progress.iter().all(|known| &known.partition != key))
+            .map(|partition| PartitionProgress { partition, max_event_time: DateTime::UNIX_EPOCH, updated_at: now })
+            .collect();
+        if !unseen.is_empty() {
+            // A conditional max: a real record's progress written meanwhile wins.
+            self.store.advance_watermarks(&unseen).await?;
+            *progress = self.store.partition_progress().await?;
+        }
+        Ok(())
+    }
+
     #[tracing::instrument(skip(self), fields(kind = %kind))]
     pub async fn handle(&self, kind: WindowKind) -> Result<FinalizeReport, FinalizeError> {
         let started = Instant::now();
         let now = (self.clock)();
         let mut report = FinalizeReport { kind: Some(kind), ..FinalizeReport::default() };
-        let progress = self.store.partition_progress().await?;
+        let mut progress = self.store.partition_progress().await?;
+        self.hold_for_unseen_partitions(&mut progress, now).await?;
         let Some(wm) =
             watermark(&progress, now, self.settings.max_out_of_orderness, self.settings.partition_idle_timeout)
         else {

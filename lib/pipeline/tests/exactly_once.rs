@@ -620,3 +620,43 @@ async fn a_crash_between_effects_is_completed_by_the_redelivery() {
     finalize_all(&h.app).await;
     assert_same(&clean_seen, &observe(&h.app).await);
 }
+
+/// A partition no record has come from yet holds the watermark back (with
+/// HEALTHLAKE_TOPIC_PARTITIONS), so records of partitions a consumer reaches later are not late;
+/// an empty partition stops holding it once idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseen_partitions_hold_the_watermark_until_they_deliver_or_go_idle() {
+    let h = harness(&[("KAFKA_TOPIC", "t"), ("HEALTHLAKE_TOPIC_PARTITIONS", "3")]).await;
+    let day = |d: u32| -> DateTime<Utc> { format!("2025-10-{d:02}T12:00:00Z").parse().unwrap() };
+    let ingest = |partition: i32, id: &'static str, when: DateTime<Utc>| {
+        let payload = heart_rate_payload(id, "u1", when, 70.0);
+        let app = &h.app;
+        async move {
+            let event = build_event(&[EventRecord {
+                topic: "t",
+                partition,
+                offset: 0,
+                timestamp: Utc::now(),
+                key: None,
+                value: &payload,
+            }]);
+            app.ingest.handle(&event).await.unwrap()
+        }
+    };
+    // Partition 0 is far ahead; 1 and 2 have not delivered: nothing may close.
+    ingest(0, "a", day(20)).await;
+    let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!(report.windows_emitted, 0, "{report:?}");
+    assert!(report.watermark.unwrap() < day(1), "held at the start of time: {report:?}");
+    // Partition 1 delivers an earlier day: not late, and the watermark still waits for 2.
+    let report = ingest(1, "b", day(5)).await;
+    assert_eq!((report.raw_rows_written, report.error_rows_written), (1, 0));
+    assert_eq!(h.app.finalize.handle(WindowKind::Daily).await.unwrap().windows_emitted, 0);
+    // Partition 2 never delivers: once idle it stops holding the watermark back; partition 1
+    // (active) now sets it, so 2025-10-05 closes and partition 0's day does not.
+    *h.now.lock().unwrap() += Duration::minutes(31);
+    ingest(1, "c", day(7)).await;
+    let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!(report.windows_emitted, 1, "{report:?}");
+    assert_eq!(report.watermark.unwrap(), day(7) - Duration::minutes(10));
+}

@@ -1,0 +1,358 @@
+//! The local event source mapping: a consumer group on a real broker whose records become
+//! invocations of the ingest function, as Lambda's Kafka event source mapping makes them.
+//!
+//! - batches close on `BatchSize`, `MaximumBatchingWindowInSeconds` or the 6 MB payload cap
+//!   (`batch.rs`), holding records of every partition the consumer owns, each in offset order;
+//! - one batch is in flight at a time, so a partition's records are handled in order;
+//! - offsets are committed (synchronously, to the group) only after the invocation succeeded, or
+//!   after the batch was stored at the on-failure destination once its retries were exhausted; a
+//!   runner killed at any point resumes at the last commit, and the ingest function's offset
+//!   fences make the redelivery harmless;
+//! - a schedule invokes finalize for every window kind, like the EventBridge Scheduler schedules.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use healthlake_core::WindowKind;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::batch::{Batch, BatchClosed, ConsumedRecord, Offer};
+use crate::destination::{DestinationError, FailedBatch, FailureDestination};
+use crate::invoke::{FunctionInvoker, Invocation, InvokeFailure};
+use crate::settings::RunnerSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("Kafka consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+}
+
+/// What a run did, for the closing line and throughput figures.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RunReport {
+    pub batches: u64,
+    pub records: u64,
+    pub raw_rows_written: u64,
+    pub error_rows_written: u64,
+    pub rows_skipped_as_committed: u64,
+    pub invocations_failed: u64,
+    pub batches_sent_to_destination: u64,
+    pub finalize_rounds: u64,
+    pub seconds: f64,
+}
+
+/// The runner. `invoker` is the function (in process or over the Invoke API).
+pub struct Runner {
+    settings: RunnerSettings,
+    invoker: Arc<dyn FunctionInvoker>,
+    destination: Option<FailureDestination>,
+    ingest_function_name: String,
+}
+
+impl Runner {
+    pub fn new(
+        settings: RunnerSettings,
+        invoker: Arc<dyn FunctionInvoker>,
+        destination: Option<FailureDestination>,
+        ingest_function_name: &str,
+    ) -> Self {
+        Self { settings, invoker, destination, ingest_function_name: ingest_function_name.to_string() }
+    }
+
+    fn consumer(&self) -> Result<StreamConsumer, RunnerError> {
+        let kafka = &self.settings.kafka;
+        let consumer: StreamConsumer = kafka
+            .client_config()
+            .set("group.id", &kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", self.settings.starting_position.offset_reset())
+            .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string())
+            .set("fetch.min.bytes", kafka.fetch_min_bytes.to_string())
+            .set("fetch.wait.max.ms", kafka.fetch_max_wait.as_millis().to_string())
+            .set("max.partition.fetch.bytes", kafka.max_partition_fetch_bytes.to_string())
+            .create()?;
+        consumer.subscribe(&[&kafka.topic])?;
+        Ok(consumer)
+    }
+
+    /// Runs until `stop` turns true (the batch in flight is finished and committed first) or, with
+    /// `exit_when_idle`, until no record arrived for that long. Either way a last finalize round runs.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<RunReport, RunnerError> {
+        let started = Instant::now();
+        let consumer = self.consumer()?;
+        let mut report = RunReport::default();
+        let schedule = self.settings.finalize_every.map(|every| {
+            let invoker = self.invoker.clone();
+            let stopping = Arc::new(AtomicBool::new(false));
+            let flag = stopping.clone();
+            let task = tokio::spawn(async move {
+                let mut rounds = 0u64;
+                let mut ticker = tokio::time::interval(every);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticker.tick().await; // the first tick is immediate; the first round comes after `every`
+                while !flag.load(Ordering::Relaxed) {
+                    ticker.tick().await;
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    finalize_round(invoker.as_ref()).await;
+                    rounds += 1;
+                }
+                rounds
+            });
+            (stopping, task)
+        });
+
+        let mut carried: Option<ConsumedRecord> = None;
+        let mut last_record = Instant::now();
+        loop {
+            let (batch, closed) = match self.gather(&consumer, &mut carried, &mut stop, &mut last_record).await? {
+                Some(gathered) => gathered,
+                None => break,
+            };
+            self.deliver(&consumer, &batch, closed, &mut report).await?;
+        }
+
+        if let Some((stopping, task)) = schedule {
+            stopping.store(true, Ordering::Relaxed);
+            task.abort();
+            if let Ok(rounds) = task.await {
+                report.finalize_rounds += rounds;
+            }
+        }
+        // The schedule's last round: what the consumed records let close is closed.
+        finalize_round(self.invoker.as_ref()).await;
+        report.finalize_rounds += 1;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Gathers the next batch. `None` when the runner should stop (nothing is in flight then).
+    async fn gather(
+        &self,
+        consumer: &StreamConsumer,
+        carried: &mut Option<ConsumedRecord>,
+        stop: &mut watch::Receiver<bool>,
+        last_record: &mut Instant,
+    ) -> Result<Option<(Batch, BatchClosed)>, RunnerError> {
+        let limits = &self.settings.limits;
+        let mut batch = Batch::new();
+        if let Some(record) = carried.take() {
+            batch.offer(record, limits);
+        }
+        // Wait for a first record.
+        while batch.is_empty() {
+            if *stop.borrow() {
+                return Ok(None);
+            }
+            if let Some(idle) = self.settings.exit_when_idle
+                && last_record.elapsed() >= idle
+            {
+                info!(idle_seconds = idle.as_secs_f64(), "no records for the idle limit; stopping");
+                return Ok(None);
+            }
+            tokio::select! {
+                message = consumer.recv() => match message {
+                    Ok(m) => {
+                        *last_record = Instant::now();
+                        if let Offer::TakenFull = batch.offer(owned(&m), limits) {
+                            return Ok(Some((batch, BatchClosed::Full)));
+                        }
+                    }
+                    Err(e) => consumer_error(e).await,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        // Then gather until the batching window has passed, the batch is full, or the cap is hit.
+        let deadline = tokio::time::Instant::now() + limits.batching_window;
+        loop {
+            tokio::select! {
+                message = consumer.recv() => match message {
+                    Ok(m) => {
+                        *last_record = Instant::now();
+                        match batch.offer(owned(&m), limits) {
+                            Offer::Taken => {}
+                            Offer::TakenFull => return Ok(Some((batch, BatchClosed::Full))),
+                            Offer::Refused(record) => {
+                                *carried = Some(*record);
+                                return Ok(Some((batch, BatchClosed::PayloadCap)));
+                            }
+                        }
+                    }
+                    Err(e) => consumer_error(e).await,
+                },
+                _ = tokio::time::sleep_until(deadline) => return Ok(Some((batch, BatchClosed::WindowElapsed))),
+                _ = stop.changed() => return Ok(Some((batch, BatchClosed::Flushed))),
+            }
+        }
+    }
+
+    /// Invokes ingest on the batch until it succeeds or its retries are exhausted (then the
+    /// batch goes to the destination), then commits its offsets.
+    async fn deliver(
+        &self,
+        consumer: &StreamConsumer,
+        batch: &Batch,
+        closed: BatchClosed,
+        report: &mut RunReport,
+    ) -> Result<(), RunnerError> {
+        let bootstrap = &self.settings.kafka.brokers;
+        let invocation = Invocation::Ingest(batch.event(bootstrap));
+        let mut attempt: u32 = 0;
+        let mut backoff = self.settings.retry_backoff;
+        let started = Instant::now();
+        loop {
+            attempt += 1;
+            match self.invoker.invoke(&invocation).await {
+                Ok(response) => {
+                    count_response(&response, report);
+                    metrics::counter!("event_source_batches", "outcome" => "succeeded").increment(1);
+                    info!(
+                        records = batch.len(),
+                        partitions = batch.offsets_to_commit().len(),
+                        closed = ?closed,
+                        attempt,
+                        millis = started.elapsed().as_millis() as u64,
+                        %response,
+                        "batch ingested"
+                    );
+                    break;
+                }
+                Err(failure) => {
+                    report.invocations_failed += 1;
+                    metrics::counter!("event_source_invocations_failed", "error_type" => failure.error_type.clone())
+                        .increment(1);
+                    let exhausted = self.settings.maximum_retry_attempts.is_some_and(|max| attempt > max);
+                    if exhausted {
+                        self.send_to_destination(batch, invocation, attempt, &failure).await?;
+                        report.batches_sent_to_destination += 1;
+                        metrics::counter!("event_source_batches", "outcome" => "sent_to_destination").increment(1);
+                        break;
+                    }
+                    warn!(attempt, error = %failure, retry_in_ms = backoff.as_millis() as u64, "invocation failed; retrying the batch");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        report.batches += 1;
+        report.records += batch.len() as u64;
+        metrics::counter!("event_source_records").increment(batch.len() as u64);
+        metrics::histogram!("event_source_batch_records").record(batch.len() as f64);
+        self.commit(consumer, batch).await
+    }
+
+    async fn send_to_destination(
+        &self,
+        batch: &Batch,
+        invocation: Invocation,
+        attempts: u32,
+        failure: &InvokeFailure,
+    ) -> Result<(), RunnerError> {
+        let Invocation::Ingest(event) = invocation else { unreachable!("only ingest batches are retried here") };
+        let destination = self.destination.as_ref().expect("settings require a destination for finite retries");
+        let failed = FailedBatch::new(
+            batch,
+            event,
+            &self.settings.kafka.brokers,
+            &self.ingest_function_name,
+            attempts,
+            failure,
+            Utc::now(),
+        );
+        let location = destination.send(&failed).await?;
+        warn!(attempts, error = %failure, %location, records = batch.len(), "retries exhausted; batch sent to the on-failure destination");
+        Ok(())
+    }
+
+    /// Commits the batch's offsets to the group, retrying while the broker is unreachable; a
+    /// commit that cannot be made only means a redelivery, which ingest skips.
+    async fn commit(&self, consumer: &StreamConsumer, batch: &Batch) -> Result<(), RunnerError> {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), next) in batch.offsets_to_commit() {
+            list.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+        }
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=10 {
+            match tokio::task::block_in_place(|| consumer.commit(&list, CommitMode::Sync)) {
+                Ok(()) => {
+                    for ((_, partition), next) in batch.offsets_to_commit() {
+                        metrics::gauge!("kafka_consumer_committed_offset", "partition" => partition.to_string())
+                            .set(next as f64);
+                    }
+                    self.record_lag(consumer, batch);
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(attempt, error = %e, "offset commit failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        warn!("offsets not committed after 10 attempts; the batch will be redelivered and skipped by ingest");
+        Ok(())
+    }
+
+    /// `kafka_consumer_offset` and `kafka_consumer_lag` per partition of the batch.
+    fn record_lag(&self, consumer: &StreamConsumer, batch: &Batch) {
+        for ((topic, partition), next) in batch.offsets_to_commit() {
+            metrics::gauge!("kafka_consumer_offset", "partition" => partition.to_string()).set(next as f64);
+            if let Ok((_, high)) =
+                tokio::task::block_in_place(|| consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2)))
+            {
+                metrics::gauge!("kafka_consumer_lag", "partition" => partition.to_string())
+                    .set((high - next).max(0) as f64);
+            }
+        }
+    }
+}
+
+/// One round of the finalize schedule: every window kind, failures logged (the next round
+/// retries, as the next scheduled invocation would).
+pub async fn finalize_round(invoker: &dyn FunctionInvoker) {
+    for kind in WindowKind::ALL {
+        match invoker.invoke(&Invocation::Finalize(kind)).await {
+            Ok(response) => info!(%kind, %response, "finalize"),
+            Err(e) => warn!(%kind, error = %e, "finalize failed; the next round retries"),
+        }
+    }
+}
+
+fn count_response(response: &Value, report: &mut RunReport) {
+    let n = |field: &str| response[field].as_u64().unwrap_or(0);
+    report.raw_rows_written += n("rawRowsWritten");
+    report.error_rows_written += n("errorRowsWritten");
+    report.rows_skipped_as_committed += n("rowsSkippedAsCommitted");
+}
+
+fn owned<M: Message>(m: &M) -> ConsumedRecord {
+    let millis = m.timestamp().to_millis().unwrap_or(0);
+    ConsumedRecord {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: DateTime::from_timestamp_millis(millis).unwrap_or_default(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
+/// Consumer errors are transient for librdkafka (it reconnects); say so and pause briefly.
+async fn consumer_error(e: rdkafka::error::KafkaError) {
+    metrics::counter!("kafka_connection_errors", "error_type" => format!("{:?}", e.rdkafka_error_code())).increment(1);
+    warn!(error = %e, "Kafka consumer error");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
