@@ -8,6 +8,9 @@
 #   scripts/kafka-broker.sh topic NAME N [PORT]  create topic NAME with N partitions
 #   scripts/kafka-broker.sh stop [PORT]       stop the broker started on PORT
 #
+# KAFKA_DATA_DIR chooses where the broker keeps its sqlite file (default: under the cache, kept
+# across restarts on the same port); tests point it at their own temporary folder.
+#
 # Redpanda (localstack/compose.yaml) is the broker for Docker users; point KAFKA_BROKERS at it
 # instead. tansu's sqlite engine is used because its memory engine loses records when a consumer
 # resumes from an offset inside a batch (../shared/LOCAL-STACK.md).
@@ -41,7 +44,7 @@ case "$command" in
     if server_running "$pid_file"; then
       echo "already running on 127.0.0.1:$port (pid $(cat "$pid_file"))" >&2
     else
-      data="$run_dir/kafka-$port"
+      data="${KAFKA_DATA_DIR:-$run_dir/kafka-$port}"
       mkdir -p "$data"
       # A relative sqlite path: tansu resolves the URL against its working directory.
       (cd "$data" && exec "$tools/bin/tansu" broker \
@@ -64,7 +67,7 @@ case "$command" in
     stop_server "$run_dir/kafka-$port.pid"
     ;;
   *)
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,17p' "$0" >&2
     exit 2
     ;;
 esac

@@ -114,13 +114,14 @@ impl Runner {
         });
 
         let mut carried: Option<ConsumedRecord> = None;
-        let mut last_record = Instant::now();
         loop {
-            let (batch, closed) = match self.gather(&consumer, &mut carried, &mut stop, &mut last_record).await? {
+            let (batch, closed) = match self.gather(&consumer, &mut carried, &mut stop).await? {
                 Some(gathered) => gathered,
                 None => break,
             };
-            self.deliver(&consumer, &batch, closed, &mut report).await?;
+            if !self.deliver(&consumer, &batch, closed, &mut report, &mut stop).await? {
+                break;
+            }
         }
 
         if let Some((stopping, task)) = schedule {
@@ -143,20 +144,20 @@ impl Runner {
         consumer: &StreamConsumer,
         carried: &mut Option<ConsumedRecord>,
         stop: &mut watch::Receiver<bool>,
-        last_record: &mut Instant,
     ) -> Result<Option<(Batch, BatchClosed)>, RunnerError> {
         let limits = &self.settings.limits;
         let mut batch = Batch::new();
         if let Some(record) = carried.take() {
             batch.offer(record, limits);
         }
-        // Wait for a first record.
+        // Wait for a first record. Idle time counts from here: a long invocation is not idleness.
+        let waiting_since = Instant::now();
         while batch.is_empty() {
             if *stop.borrow() {
                 return Ok(None);
             }
             if let Some(idle) = self.settings.exit_when_idle
-                && last_record.elapsed() >= idle
+                && waiting_since.elapsed() >= idle
             {
                 info!(idle_seconds = idle.as_secs_f64(), "no records for the idle limit; stopping");
                 return Ok(None);
@@ -164,7 +165,6 @@ impl Runner {
             tokio::select! {
                 message = consumer.recv() => match message {
                     Ok(m) => {
-                        *last_record = Instant::now();
                         if let Offer::TakenFull = batch.offer(owned(&m), limits) {
                             return Ok(Some((batch, BatchClosed::Full)));
                         }
@@ -181,7 +181,6 @@ impl Runner {
             tokio::select! {
                 message = consumer.recv() => match message {
                     Ok(m) => {
-                        *last_record = Instant::now();
                         match batch.offer(owned(&m), limits) {
                             Offer::Taken => {}
                             Offer::TakenFull => return Ok(Some((batch, BatchClosed::Full))),
@@ -200,14 +199,16 @@ impl Runner {
     }
 
     /// Invokes ingest on the batch until it succeeds or its retries are exhausted (then the
-    /// batch goes to the destination), then commits its offsets.
+    /// batch goes to the destination), then commits its offsets. Returns false, committing
+    /// nothing, when asked to stop while the batch is still failing: it is redelivered next time.
     async fn deliver(
         &self,
         consumer: &StreamConsumer,
         batch: &Batch,
         closed: BatchClosed,
         report: &mut RunReport,
-    ) -> Result<(), RunnerError> {
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool, RunnerError> {
         let bootstrap = &self.settings.kafka.brokers;
         let invocation = Invocation::Ingest(batch.event(bootstrap));
         let mut attempt: u32 = 0;
@@ -242,7 +243,13 @@ impl Runner {
                         break;
                     }
                     warn!(attempt, error = %failure, retry_in_ms = backoff.as_millis() as u64, "invocation failed; retrying the batch");
-                    tokio::time::sleep(backoff).await;
+                    if *stop.borrow() {
+                        return Ok(false);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return Ok(false),
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
@@ -251,7 +258,8 @@ impl Runner {
         report.records += batch.len() as u64;
         metrics::counter!("event_source_records").increment(batch.len() as u64);
         metrics::histogram!("event_source_batch_records").record(batch.len() as f64);
-        self.commit(consumer, batch).await
+        self.commit(consumer, batch).await?;
+        Ok(true)
     }
 
     async fn send_to_destination(

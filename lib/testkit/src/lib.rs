@@ -73,3 +73,59 @@ impl Drop for AwsEmulator {
         let _ = self.child.wait();
     }
 }
+
+/// A Kafka-compatible broker on a free 127.0.0.1 port, started by the test and stopped (its
+/// data removed) when dropped: tansu with sqlite storage (`scripts/kafka-broker.sh install` puts
+/// it in the cache). With `KAFKA_BROKERS` set, that broker (Redpanda, say) is used instead and
+/// nothing is started.
+pub struct KafkaBroker {
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+    pub bootstrap: String,
+}
+
+impl KafkaBroker {
+    pub fn start() -> Self {
+        if let Ok(brokers) = std::env::var("KAFKA_BROKERS")
+            && !brokers.trim().is_empty()
+        {
+            return KafkaBroker { child: None, dir: None, bootstrap: brokers };
+        }
+        let cache = std::env::var("HEALTHLAKE_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/healthlake"));
+        let tansu = cache.join("tools/bin/tansu");
+        assert!(tansu.is_file(), "no broker: {} is missing (run scripts/kafka-broker.sh install)", tansu.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("healthlake-kafka-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("tcp://127.0.0.1:{port}");
+        // A relative sqlite URL: tansu resolves it against its working directory.
+        let child = Command::new(&tansu)
+            .current_dir(&dir)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tansu.display()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port} within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        KafkaBroker { child: Some(child), dir: Some(dir), bootstrap: format!("127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# End to end as in production, fed by Kafka: `healthlake produce` writes realistic payloads
+# (some invalid samples, some undecodable records) to a real broker over several partitions;
+# `healthlake local` consumes them as the Lambda event source mapping would and invokes ingest,
+# with the finalize schedule alongside, on the AWS emulator (Glue + S3 + DynamoDB). pyiceberg
+# then checks the tables against what was produced (tests/check_kafka_run.py).
+#
+# Two runs over the same topic, each on a fresh emulator and consumer group:
+#   1. clean: the runner runs until the topic is drained; its throughput is printed;
+#   2. crash: the runner is killed with SIGKILL at random points and restarted, several times,
+#      then left to finish; the tables must be exactly the same as after a clean run.
+#
+# Broker: Redpanda (or any Kafka) when KAFKA_BROKERS is set, else tansu started here.
+# E2E_KAFKA_RECORDS (default 11,500 records ≈ 51,000 samples), E2E_KAFKA_KILLS (default 4).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+healthlake="$CARGO_TARGET_DIR/debug/healthlake"
+work=$(mktemp -d)
+free_port() { "$HEALTHLAKE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+kafka_port=""
+aws_ports=()
+runner_pid=""
+cleanup() {
+  [[ -n "$runner_pid" ]] && kill -9 "$runner_pid" 2>/dev/null || true
+  for port in "${aws_ports[@]}"; do bash scripts/aws-emulator.sh stop "$port"; done
+  [[ -n "$kafka_port" ]] && bash scripts/kafka-broker.sh stop "$kafka_port"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+records="${E2E_KAFKA_RECORDS:-11500}"
+kills="${E2E_KAFKA_KILLS:-4}"
+partitions=6
+export KAFKA_TOPIC="health-data-e2e-$$" HEALTHLAKE_TOPIC_PARTITIONS=$partitions
+export SCHEMA_REGISTRY_URL="file://$work/schemas" LOG_LEVEL=WARNING LOG_FORMAT=text METRICS_ENABLED=false
+
+if [[ -z "${KAFKA_BROKERS:-}" ]]; then
+  kafka_port=$(free_port)
+  eval "$(KAFKA_DATA_DIR="$work/kafka" bash scripts/kafka-broker.sh start "$kafka_port")"
+fi
+echo "== broker $KAFKA_BROKERS, topic $KAFKA_TOPIC ($partitions partitions)"
+"$healthlake" produce --records "$records" --users 80 --partitions "$partitions" --seed 42 --create-topic \
+  --expect-out "$work/expected.json"
+
+# Settings of the runner; BatchSize 1000 as a production mapping might use.
+runner_args=(--batch-size 1000 --batching-window 1 --finalize-every 15 --exit-when-idle 8)
+
+# A fresh emulator per run; its settings replace the previous run's.
+emulator() {
+  local port
+  port=$(free_port)
+  aws_ports+=("$port")
+  eval "$(bash scripts/aws-emulator.sh start "$port")"
+}
+
+echo "== 1. clean run on the AWS emulator"
+emulator
+export KAFKA_GROUP_ID=e2e-clean
+{
+  start=$(date +%s%N)
+  "$healthlake" local "${runner_args[@]}" --report-out "$work/clean-report.json"
+  elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  "$HEALTHLAKE_PYTHON" - "$work/expected.json" "$work/clean-report.json" "$elapsed_ms" <<'EOF'
+import json, sys
+expected = json.load(open(sys.argv[1])); report = json.load(open(sys.argv[2])); ms = int(sys.argv[3])
+samples = sum(v + i for _, _, v, i, _ in expected["records"])
+print(f"throughput: {len(expected['records'])} records, {samples} samples in {ms / 1000:.1f} s wall "
+      f"(including the {report['finalize_rounds']} finalize rounds and the idle wait): "
+      f"{samples / (ms / 1000):.0f} samples/s, {len(expected['records']) / (ms / 1000):.0f} records/s")
+assert samples >= 50_000, f"only {samples} samples produced"
+EOF
+  "$HEALTHLAKE_PYTHON" tests/check_kafka_run.py "$work/expected.json" --glue "$ICEBERG_CATALOG_URI"
+}
+
+echo "== 2. the runner killed (SIGKILL) at random points and restarted, $kills times"
+emulator
+export KAFKA_GROUP_ID=e2e-crash
+{
+  for i in $(seq 1 "$kills"); do
+    "$healthlake" local "${runner_args[@]}" >"$work/crash-$i.log" 2>&1 &
+    runner_pid=$!
+    delay=$(( 3 + RANDOM % 20 ))
+    sleep "$delay"
+    if kill -9 "$runner_pid" 2>/dev/null; then
+      echo "killed the runner after ${delay} s"
+    else
+      echo "the runner had already finished after ${delay} s"
+    fi
+    wait "$runner_pid" 2>/dev/null || true
+    runner_pid=""
+  done
+  "$healthlake" local "${runner_args[@]}"
+  "$HEALTHLAKE_PYTHON" tests/check_kafka_run.py "$work/expected.json" --glue "$ICEBERG_CATALOG_URI"
+}
+echo "Kafka end-to-end checks passed"
