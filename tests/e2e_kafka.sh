@@ -40,7 +40,7 @@ if [[ -z "${KAFKA_BROKERS:-}" ]]; then
   eval "$(KAFKA_DATA_DIR="$work/kafka" bash scripts/kafka-broker.sh start "$kafka_port")"
 fi
 echo "== broker $KAFKA_BROKERS, topic $KAFKA_TOPIC ($partitions partitions)"
-"$healthlake" produce --records "$records" --users 80 --partitions "$partitions" --seed 42 --create-topic \
+"$healthlake" produce --records "$records" --users 30 --days 30 --partitions "$partitions" --seed 42 --create-topic \
   --expect-out "$work/expected.json"
 
 # Settings of the runner; BatchSize 1000 as a production mapping might use.

@@ -9,9 +9,11 @@
 //! - close marker: `marker`, `<kind>`; `closed_through` (µs).
 //! - partition progress: `progress`, `<topic-partition>`; `max_event`, `updated_at` (µs).
 //!
-//! A merge writes each item with TransactWriteItems: a ConditionCheck that the kind's close
-//! marker is still before the window's end, and a Put conditional on the version read. A lost
-//! race re-reads and retries; a moved marker turns the samples late, as in the embedded store.
+//! A merge writes items with TransactWriteItems: a ConditionCheck that the kind's close marker is
+//! still before the windows' ends, and Puts conditional on the version read — up to 99 items of
+//! one window kind per transaction. A cancelled transaction (a lost race, a moved marker) falls
+//! back to one item per transaction, where a lost race retries on the winner's item and a moved
+//! marker turns the samples late, as in the embedded store.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,7 +33,8 @@ use healthlake_core::time::{from_micros, to_micros};
 use healthlake_core::{Window, WindowKind};
 
 use crate::{
-    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionProgress, StoreError,
+    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, MergeStep, PartitionProgress,
+    StoreError,
 };
 
 const INDEX: &str = "by_window";
@@ -42,6 +45,10 @@ const MAX_CONFLICT_ATTEMPTS: u32 = 40;
 const IMMEDIATE_RETRIES: usize = 2;
 /// Items written at once; bounded so a big batch does not exhaust provisioned capacity at once.
 const WRITE_CONCURRENCY: usize = 16;
+/// Puts per TransactWriteItems: DynamoDB takes 100 actions, one is the marker check.
+const TRANSACTION_PUTS: usize = 99;
+/// Transactions in flight at once (each up to 99 items).
+const GROUP_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct DynamoDbStore {
@@ -266,6 +273,81 @@ impl DynamoDbStore {
         Ok(found)
     }
 
+    /// The Put of a merged item, conditional on the version read (or on there being no item).
+    fn put_for(
+        &self,
+        key: &AccumulatorKey,
+        item: &AccumulatorItem,
+        existing: Option<&AccumulatorItem>,
+    ) -> Result<Put, StoreError> {
+        let mut attrs = HashMap::from([
+            ("pk".to_string(), s(acc_pk(key))),
+            ("sk".to_string(), s(key.window.key())),
+            ("user_id".to_string(), s(&key.user_id)),
+            ("data_type".to_string(), s(&key.data_type)),
+            ("state".to_string(), s(serde_json::to_string(&item.state).expect("state serializes"))),
+            ("fences".to_string(), s(serde_json::to_string(&item.fences).expect("fences serialize"))),
+            ("version".to_string(), n(item.version + 1)),
+            ("emitted_version".to_string(), n(item.emitted_version)),
+            ("closed".to_string(), AttributeValue::Bool(false)),
+            ("window_end".to_string(), n(to_micros(key.window.end()))),
+            ("gsi_pk".to_string(), s(format!("open#{}#{}", key.window.kind, shard_of(&key.user_id, self.shards)))),
+            ("gsi_sk".to_string(), n(to_micros(key.window.end()))),
+        ]);
+        attrs.shrink_to_fit();
+        match existing {
+            None => Put::builder().condition_expression("attribute_not_exists(pk)"),
+            Some(old) => Put::builder()
+                .condition_expression("version = :v AND closed = :open")
+                .expression_attribute_values(":v", n(old.version))
+                .expression_attribute_values(":open", AttributeValue::Bool(false)),
+        }
+        .table_name(&self.table)
+        .set_item(Some(attrs))
+        // A lost race returns the winner's item, so the retry needs no re-read.
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(unavailable)
+    }
+
+    /// A ConditionCheck that `kind`'s close marker is still before `end`.
+    fn marker_check(&self, kind: WindowKind, end: DateTime<Utc>) -> Result<ConditionCheck, StoreError> {
+        ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s("marker"))
+            .key("sk", s(kind.as_str()))
+            .condition_expression("attribute_not_exists(closed_through) OR closed_through < :end")
+            .expression_attribute_values(":end", n(to_micros(end)))
+            .build()
+            .map_err(unavailable)
+    }
+
+    /// Writes up to 99 merged items of one window kind in one TransactWriteItems, with one check
+    /// of the kind's marker against the earliest window end among them. Returns false, having
+    /// written nothing, when the transaction was cancelled (a lost race or a moved marker): the
+    /// caller then merges those items one by one, which resolves both.
+    async fn put_group(
+        &self,
+        kind: WindowKind,
+        group: &[(&AccumulatorUpdate, Option<AccumulatorItem>, MergeStep)],
+    ) -> Result<bool, StoreError> {
+        let earliest_end = group.iter().map(|(u, _, _)| u.key.window.end()).min().expect("a group is not empty");
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(self.marker_check(kind, earliest_end)?).build());
+        for (update, existing, merged) in group {
+            let put = self.put_for(&update.key, &merged.item, existing.as_ref())?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        count("TransactWriteItems");
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// Read-merge-write of one item; returns (samples applied, late samples, conflicts retried).
     async fn merge_one(
         &self,
@@ -282,43 +364,8 @@ impl DynamoDbStore {
             if !step.changed {
                 return Ok((0, step.late, conflicts, false));
             }
-            let item = &step.item;
-            let mut attrs = HashMap::from([
-                ("pk".to_string(), s(acc_pk(key))),
-                ("sk".to_string(), s(key.window.key())),
-                ("user_id".to_string(), s(&key.user_id)),
-                ("data_type".to_string(), s(&key.data_type)),
-                ("state".to_string(), s(serde_json::to_string(&item.state).expect("state serializes"))),
-                ("fences".to_string(), s(serde_json::to_string(&item.fences).expect("fences serialize"))),
-                ("version".to_string(), n(item.version + 1)),
-                ("emitted_version".to_string(), n(item.emitted_version)),
-                ("closed".to_string(), AttributeValue::Bool(false)),
-                ("window_end".to_string(), n(to_micros(key.window.end()))),
-                ("gsi_pk".to_string(), s(format!("open#{}#{}", key.window.kind, shard_of(&key.user_id, self.shards)))),
-                ("gsi_sk".to_string(), n(to_micros(key.window.end()))),
-            ]);
-            attrs.shrink_to_fit();
-            let put = match &existing {
-                None => Put::builder().condition_expression("attribute_not_exists(pk)"),
-                Some(old) => Put::builder()
-                    .condition_expression("version = :v AND closed = :open")
-                    .expression_attribute_values(":v", n(old.version))
-                    .expression_attribute_values(":open", AttributeValue::Bool(false)),
-            }
-            .table_name(&self.table)
-            .set_item(Some(attrs))
-            // A lost race returns the winner's item, so the retry needs no re-read.
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(unavailable)?;
-            let check = ConditionCheck::builder()
-                .table_name(&self.table)
-                .key("pk", s("marker"))
-                .key("sk", s(key.window.kind.as_str()))
-                .condition_expression("attribute_not_exists(closed_through) OR closed_through < :end")
-                .expression_attribute_values(":end", n(to_micros(key.window.end())))
-                .build()
-                .map_err(unavailable)?;
+            let put = self.put_for(key, &step.item, existing.as_ref())?;
+            let check = self.marker_check(key.window.kind, key.window.end())?;
             count("TransactWriteItems");
             let result = self
                 .client
@@ -376,11 +423,50 @@ impl AccumulatorStore for DynamoDbStore {
         let markers = self.markers().await?;
         let keys: Vec<&AccumulatorKey> = updates.iter().map(|u| &u.key).collect();
         let mut existing = self.get_many(&keys).await?;
-        // Collected first: a lazily mapped iterator of futures trips async-trait's Send bounds.
-        let jobs: Vec<_> = updates
+
+        // Fast path: items whose window is open go in transactions of up to 99 puts per window
+        // kind (one call instead of one per item). A cancelled group, and every item that may be
+        // closed or appears twice, take the one-item path with its conflict handling.
+        let mut seen = std::collections::HashSet::new();
+        let mut by_kind: BTreeMap<WindowKind, Vec<(&AccumulatorUpdate, Option<AccumulatorItem>, MergeStep)>> =
+            BTreeMap::new();
+        let mut one_by_one: Vec<(&AccumulatorUpdate, Option<AccumulatorItem>)> = Vec::new();
+        for update in &updates {
+            let item = existing.remove(&update.key);
+            let marker = markers.get(&update.key.window.kind).copied();
+            let may_be_closed = marker.is_some_and(|m| update.key.window.end() <= m)
+                || item.as_ref().is_some_and(|i| i.closed);
+            if may_be_closed || !seen.insert(update.key.clone()) {
+                one_by_one.push((update, item));
+                continue;
+            }
+            let step = update.apply_to(item.as_ref(), false);
+            if !step.changed {
+                report.late.extend(step.late);
+                continue;
+            }
+            by_kind.entry(update.key.window.kind).or_default().push((update, item, step));
+        }
+        let groups: Vec<_> = by_kind
             .iter()
-            .map(|u| {
-                let item = existing.remove(&u.key);
+            .flat_map(|(kind, items)| items.chunks(TRANSACTION_PUTS).map(move |group| (*kind, group)))
+            .collect();
+        let group_jobs: Vec<_> = groups.iter().map(|(kind, group)| self.put_group(*kind, group)).collect();
+        let outcomes: Vec<Result<bool, StoreError>> =
+            futures::stream::iter(group_jobs).buffered(GROUP_CONCURRENCY).collect().await;
+        for ((_, group), outcome) in groups.iter().zip(outcomes) {
+            if outcome? {
+                report.items_written += group.len();
+                report.samples_applied += group.iter().map(|(_, _, merged)| merged.samples_applied).sum::<usize>();
+            } else {
+                one_by_one.extend(group.iter().map(|(update, existing, _)| (*update, existing.clone())));
+            }
+        }
+
+        // Collected first: a lazily mapped iterator of futures trips async-trait's Send bounds.
+        let jobs: Vec<_> = one_by_one
+            .into_iter()
+            .map(|(u, item)| {
                 let marker = markers.get(&u.key.window.kind).copied();
                 self.merge_one(u, item, marker)
             })
