@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of healthlake on a fresh machine: installs what the tests need
-# (into a cache outside the clone), then format, lint, unit/integration tests, and the
-# end-to-end check of the embedded tables with pyiceberg.
+# (into a cache outside the clone: pyiceberg and moto, cargo-nextest, the tansu Kafka broker),
+# then format, lint, unit/integration tests, and the end-to-end checks with pyiceberg: embedded,
+# on the AWS emulator, and fed by Kafka through the local event source mapping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -12,6 +13,11 @@ step "tools"
 scripts/install-python-deps.sh
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked --root "$HEALTHLAKE_CACHE/tools"
+fi
+# The Kafka-compatible broker the runner tests and the Kafka end to end start (skipped when
+# KAFKA_BROKERS points at a broker, Redpanda say); ~18 min the first time, then cached.
+if [[ -z "${KAFKA_BROKERS:-}" ]]; then
+  scripts/kafka-broker.sh install
 fi
 
 step "cargo fmt --check"
@@ -29,3 +35,6 @@ tests/e2e_embedded.sh
 
 step "end to end: the same events embedded and on the AWS emulator (Glue + S3 + DynamoDB)"
 tests/e2e_aws.sh
+
+step "end to end: Kafka → local event source mapping → ingest + finalize on the AWS emulator, with SIGKILLs"
+tests/e2e_kafka.sh

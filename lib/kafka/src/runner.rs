@@ -11,7 +11,7 @@
 //! - a schedule invokes finalize for every window kind, like the EventBridge Scheduler schedules.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -91,26 +91,20 @@ impl Runner {
         let started = Instant::now();
         let consumer = self.consumer()?;
         let mut report = RunReport::default();
+        // The finalize schedule, beside the stream as EventBridge Scheduler is beside the mapping.
+        let rounds = Arc::new(AtomicU64::new(0));
         let schedule = self.settings.finalize_every.map(|every| {
-            let invoker = self.invoker.clone();
-            let stopping = Arc::new(AtomicBool::new(false));
-            let flag = stopping.clone();
-            let task = tokio::spawn(async move {
-                let mut rounds = 0u64;
+            let (invoker, rounds) = (self.invoker.clone(), rounds.clone());
+            tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(every);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 ticker.tick().await; // the first tick is immediate; the first round comes after `every`
-                while !flag.load(Ordering::Relaxed) {
+                loop {
                     ticker.tick().await;
-                    if flag.load(Ordering::Relaxed) {
-                        break;
-                    }
                     finalize_round(invoker.as_ref()).await;
-                    rounds += 1;
+                    rounds.fetch_add(1, Ordering::Relaxed);
                 }
-                rounds
-            });
-            (stopping, task)
+            })
         });
 
         let mut carried: Option<ConsumedRecord> = None;
@@ -124,16 +118,15 @@ impl Runner {
             }
         }
 
-        if let Some((stopping, task)) = schedule {
-            stopping.store(true, Ordering::Relaxed);
+        if let Some(task) = schedule {
+            // A round cut short here is like a finalize invocation that crashed: the next
+            // round (just below) completes it.
             task.abort();
-            if let Ok(rounds) = task.await {
-                report.finalize_rounds += rounds;
-            }
+            let _ = task.await;
         }
         // The schedule's last round: what the consumed records let close is closed.
         finalize_round(self.invoker.as_ref()).await;
-        report.finalize_rounds += 1;
+        report.finalize_rounds = rounds.load(Ordering::Relaxed) + 1;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
@@ -150,11 +143,16 @@ impl Runner {
         if let Some(record) = carried.take() {
             batch.offer(record, limits);
         }
-        // Wait for a first record. Idle time counts from here: a long invocation is not idleness.
-        let waiting_since = Instant::now();
+        // Wait for a first record. Idle time counts from here (a long invocation is not
+        // idleness) and only while the group has given this consumer partitions: after a crash,
+        // the group waits for the dead member's session to time out before it assigns them.
+        let mut waiting_since = Instant::now();
         while batch.is_empty() {
             if *stop.borrow() {
                 return Ok(None);
+            }
+            if consumer.assignment().map_or(true, |assigned| assigned.count() == 0) {
+                waiting_since = Instant::now();
             }
             if let Some(idle) = self.settings.exit_when_idle
                 && waiting_since.elapsed() >= idle

@@ -332,10 +332,9 @@ impl DynamoDbStore {
         group: &[(&AccumulatorUpdate, Option<AccumulatorItem>, MergeStep)],
     ) -> Result<bool, StoreError> {
         let earliest_end = group.iter().map(|(u, _, _)| u.key.window.end()).min().expect("a group is not empty");
-        let mut request = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(self.marker_check(kind, earliest_end)?).build());
+        let mut request = self.client.transact_write_items().transact_items(
+            TransactWriteItem::builder().condition_check(self.marker_check(kind, earliest_end)?).build(),
+        );
         for (update, existing, merged) in group {
             let put = self.put_for(&update.key, &merged.item, existing.as_ref())?;
             request = request.transact_items(TransactWriteItem::builder().put(put).build());
@@ -434,8 +433,8 @@ impl AccumulatorStore for DynamoDbStore {
         for update in &updates {
             let item = existing.remove(&update.key);
             let marker = markers.get(&update.key.window.kind).copied();
-            let may_be_closed = marker.is_some_and(|m| update.key.window.end() <= m)
-                || item.as_ref().is_some_and(|i| i.closed);
+            let may_be_closed =
+                marker.is_some_and(|m| update.key.window.end() <= m) || item.as_ref().is_some_and(|i| i.closed);
             if may_be_closed || !seen.insert(update.key.clone()) {
                 one_by_one.push((update, item));
                 continue;
