@@ -81,8 +81,37 @@ impl Runner {
             .set("fetch.wait.max.ms", kafka.fetch_max_wait.as_millis().to_string())
             .set("max.partition.fetch.bytes", kafka.max_partition_fetch_bytes.to_string())
             .create()?;
-        consumer.subscribe(&[&kafka.topic])?;
         Ok(consumer)
+    }
+
+    /// Takes every partition of the topic not yet taken, each at the group's committed offset
+    /// (or the starting position when it has none); returns how many partitions are held.
+    ///
+    /// Partitions are assigned, not balanced by the group protocol: the group holds the offsets,
+    /// as it does for Flink's Kafka source this replaces. A runner killed with SIGKILL stays a
+    /// member until its session times out (longer on brokers that never expire it), and a
+    /// rebalancing group gives the restarted runner nothing meanwhile; assignment resumes at
+    /// once. New partitions are picked up every KAFKA_PARTITION_DISCOVERY_INTERVAL. One runner
+    /// per group: two would both read everything (harmless for the tables, twice the work).
+    fn take_partitions(&self, consumer: &StreamConsumer, held: usize) -> Result<usize, RunnerError> {
+        let topic = &self.settings.kafka.topic;
+        let metadata = tokio::task::block_in_place(|| consumer.fetch_metadata(Some(topic), Duration::from_secs(10)))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.len() <= held {
+            return Ok(held);
+        }
+        let mut list = TopicPartitionList::new();
+        for partition in partitions.iter().filter(|p| **p as usize >= held) {
+            list.add_partition_offset(topic, *partition, Offset::Stored)?;
+        }
+        consumer.incremental_assign(&list)?;
+        info!(%topic, partitions = partitions.len(), "partitions assigned");
+        Ok(partitions.len())
     }
 
     /// Runs until `stop` turns true (the batch in flight is finished and committed first) or, with
@@ -108,11 +137,22 @@ impl Runner {
         });
 
         let mut carried: Option<ConsumedRecord> = None;
+        let mut held = 0;
+        let mut discovered_at: Option<Instant> = None;
         loop {
+            let discovery_due =
+                discovered_at.is_none_or(|at| at.elapsed() >= self.settings.kafka.partition_discovery_interval);
+            if held == 0 || discovery_due {
+                held = self.take_partitions(&consumer, held)?;
+                discovered_at = Some(Instant::now());
+            }
             let (batch, closed) = match self.gather(&consumer, &mut carried, &mut stop).await? {
                 Some(gathered) => gathered,
                 None => break,
             };
+            if batch.is_empty() {
+                continue; // no partitions yet: look for the topic again
+            }
             if !self.deliver(&consumer, &batch, closed, &mut report, &mut stop).await? {
                 break;
             }
@@ -144,15 +184,17 @@ impl Runner {
             batch.offer(record, limits);
         }
         // Wait for a first record. Idle time counts from here (a long invocation is not
-        // idleness) and only while the group has given this consumer partitions: after a crash,
-        // the group waits for the dead member's session to time out before it assigns them.
-        let mut waiting_since = Instant::now();
+        // idleness) and only while partitions are held (a topic not created yet has none).
+        let waiting_since = Instant::now();
         while batch.is_empty() {
             if *stop.borrow() {
                 return Ok(None);
             }
-            if consumer.assignment().map_or(true, |assigned| assigned.count() == 0) {
-                waiting_since = Instant::now();
+            if consumer.assignment().map_or(true, |assigned| assigned.count() == 0)
+                && waiting_since.elapsed() >= Duration::from_secs(1)
+            {
+                // Nothing held: back to the caller, which looks for the topic's partitions again.
+                return Ok(Some((batch, BatchClosed::Flushed)));
             }
             if let Some(idle) = self.settings.exit_when_idle
                 && waiting_since.elapsed() >= idle

@@ -314,3 +314,31 @@ async fn latest_starts_after_what_the_topic_already_holds() {
     new.sort();
     assert_eq!(got, new, "only the records produced after the start");
 }
+
+/// A runner killed with SIGKILL stays a group member until its session times out (or, on some
+/// brokers, for good); the restarted runner must not wait for the group to give partitions back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_runner_is_not_held_up_by_a_member_that_never_left() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "zombie", 3).await;
+    let sent = send(&broker, "zombie", 3, 10, 20).await;
+    // The dead runner's member: joined the group, holds its partitions, never leaves.
+    let zombie: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "g6")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    zombie.subscribe(&["zombie"]).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), zombie.recv()).await;
+    let recorder = Recorder::new(|_| false);
+    run(settings(&broker, "zombie", "g6", &[]), recorder.clone(), None).await;
+    let mut got = recorder.delivered();
+    got.sort();
+    let mut sent = sent;
+    sent.sort();
+    assert_eq!(got, sent, "every partition read at once");
+    assert_eq!(committed(&broker, "zombie", "g6", 3), BTreeMap::from([(0, 10), (1, 10), (2, 10)]));
+    drop(zombie);
+}
