@@ -1,6 +1,11 @@
 # Shared by the scripts that start a local server (the AWS emulator, the Kafka broker): the
 # server's pid lives in a pid file under $HEALTHLAKE_CACHE/run, its output in a log beside it.
 
+# Prints a port nothing listens on now, on 127.0.0.1.
+free_port() {
+  "$HEALTHLAKE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # Whether the server of PID_FILE is running.
 server_running() {
   local pid_file="$1"

@@ -8,9 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+source scripts/local-server.sh
 healthlake="$CARGO_TARGET_DIR/debug/healthlake"
 work=$(mktemp -d)
-port=$("$HEALTHLAKE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 cleanup() {
   bash scripts/aws-emulator.sh stop "$port"
   rm -rf "$work"

@@ -15,9 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+source scripts/local-server.sh
 healthlake="$CARGO_TARGET_DIR/debug/healthlake"
 work=$(mktemp -d)
-free_port() { "$HEALTHLAKE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 kafka_port=""
 aws_ports=()
 runner_pid=""

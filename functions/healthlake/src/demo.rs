@@ -54,13 +54,7 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         (start + config.span).date_naive()
     );
     let produced = assign_offsets(&config.topic, generate::generate(&config));
-    let samples: usize = produced
-        .iter()
-        .map(|(_, r)| match &r.expectation {
-            generate::Expectation::Decoded { valid, invalid } => valid.len() + invalid,
-            generate::Expectation::Undecodable => 0,
-        })
-        .sum();
+    let samples: usize = produced.iter().map(|(_, r)| r.expectation.samples()).sum();
     if let Some(path) = &args.expect_out {
         let (mut raw, mut errors) = (0usize, 0usize);
         let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();

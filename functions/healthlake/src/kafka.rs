@@ -173,13 +173,7 @@ pub(crate) async fn produce(settings: Settings, args: ProduceArgs) -> Result<()>
     let started = std::time::Instant::now();
     let delivered = produce::produce(&kafka, &records, args.rate, &|n| eprintln!("produced {n} records")).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let samples: usize = records
-        .iter()
-        .map(|r| match &r.expectation {
-            Expectation::Decoded { valid, invalid } => valid.len() + invalid,
-            Expectation::Undecodable => 0,
-        })
-        .sum();
+    let samples: usize = records.iter().map(|r| r.expectation.samples()).sum();
     let mut per_partition: BTreeMap<i32, usize> = BTreeMap::new();
     for d in &delivered {
         *per_partition.entry(d.partition).or_default() += 1;

@@ -83,6 +83,16 @@ pub enum Expectation {
     Decoded { valid: Vec<ExpectedSample>, invalid: usize },
 }
 
+impl Expectation {
+    /// The samples the record carries (valid and invalid); none for an undecodable one.
+    pub fn samples(&self) -> usize {
+        match self {
+            Expectation::Decoded { valid, invalid } => valid.len() + invalid,
+            Expectation::Undecodable => 0,
+        }
+    }
+}
+
 /// One Kafka record as a producer sends it.
 #[derive(Debug, Clone)]
 pub struct ProducedRecord {

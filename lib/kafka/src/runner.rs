@@ -328,19 +328,16 @@ impl Runner {
     /// Commits the batch's offsets to the group, retrying while the broker is unreachable; a
     /// commit that cannot be made only means a redelivery, which ingest skips.
     async fn commit(&self, consumer: &StreamConsumer, batch: &Batch) -> Result<(), RunnerError> {
+        let offsets = batch.offsets_to_commit();
         let mut list = TopicPartitionList::new();
-        for ((topic, partition), next) in batch.offsets_to_commit() {
-            list.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+        for ((topic, partition), next) in &offsets {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
         }
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=10 {
             match tokio::task::block_in_place(|| consumer.commit(&list, CommitMode::Sync)) {
                 Ok(()) => {
-                    for ((_, partition), next) in batch.offsets_to_commit() {
-                        metrics::gauge!("kafka_consumer_committed_offset", "partition" => partition.to_string())
-                            .set(next as f64);
-                    }
-                    self.record_lag(consumer, batch);
+                    record_positions(consumer, &offsets);
                     return Ok(());
                 }
                 Err(e) => {
@@ -353,17 +350,19 @@ impl Runner {
         warn!("offsets not committed after 10 attempts; the batch will be redelivered and skipped by ingest");
         Ok(())
     }
+}
 
-    /// `kafka_consumer_offset` and `kafka_consumer_lag` per partition of the batch.
-    fn record_lag(&self, consumer: &StreamConsumer, batch: &Batch) {
-        for ((topic, partition), next) in batch.offsets_to_commit() {
-            metrics::gauge!("kafka_consumer_offset", "partition" => partition.to_string()).set(next as f64);
-            if let Ok((_, high)) =
-                tokio::task::block_in_place(|| consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2)))
-            {
-                metrics::gauge!("kafka_consumer_lag", "partition" => partition.to_string())
-                    .set((high - next).max(0) as f64);
-            }
+/// `kafka_consumer_committed_offset`, `kafka_consumer_offset` and `kafka_consumer_lag` for the
+/// partitions of a batch just committed (`offsets`: the next offset per partition).
+fn record_positions(consumer: &StreamConsumer, offsets: &std::collections::BTreeMap<(String, i32), i64>) {
+    for ((topic, partition), next) in offsets {
+        let label = partition.to_string();
+        metrics::gauge!("kafka_consumer_committed_offset", "partition" => label.clone()).set(*next as f64);
+        metrics::gauge!("kafka_consumer_offset", "partition" => label.clone()).set(*next as f64);
+        if let Ok((_, high)) =
+            tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, *partition, Duration::from_secs(2)))
+        {
+            metrics::gauge!("kafka_consumer_lag", "partition" => label).set((high - next).max(0) as f64);
         }
     }
 }

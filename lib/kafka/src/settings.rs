@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use healthlake_pipeline::config::ConfigError;
+use healthlake_pipeline::config::{ConfigError, invalid, parse, value};
 
 use crate::batch::{BatchLimits, MAX_PAYLOAD_BYTES};
 
@@ -87,20 +87,14 @@ pub struct RunnerSettings {
     pub retry_backoff: Duration,
 }
 
-fn invalid(variable: &'static str, value: &str, expected: &str) -> ConfigError {
-    ConfigError { variable, value: value.to_string(), expected: expected.to_string() }
-}
-
+/// A number (negative ones too: `-1` retries forever), `default` when unset.
 fn number<T: std::str::FromStr>(
     vars: &HashMap<String, String>,
     variable: &'static str,
     default: T,
     expected: &str,
 ) -> Result<T, ConfigError> {
-    match vars.get(variable).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(text) => text.parse().map_err(|_| invalid(variable, text, expected)),
-    }
+    parse(vars, variable, default, expected, |text| text.parse().ok())
 }
 
 impl KafkaSettings {
@@ -145,7 +139,7 @@ impl RunnerSettings {
 
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let kafka = KafkaSettings::from_map(vars)?;
-        let text = |name: &str| vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let text = |name: &str| value(vars, name);
         // The spec's KAFKA_AUTO_OFFSET_RESET, or the mapping's name for it.
         let starting_position = match (text(env::STARTING_POSITION), text(env::KAFKA_AUTO_OFFSET_RESET)) {
             (Some(v), _) => StartingPosition::parse(&v)
@@ -156,17 +150,17 @@ impl RunnerSettings {
         };
         let batch_size: usize = number(vars, env::BATCH_SIZE, 100, "1..=10000 records")?;
         if !(1..=10_000).contains(&batch_size) {
-            return Err(invalid(env::BATCH_SIZE, &batch_size.to_string(), "1..=10000 records"));
+            return Err(invalid(env::BATCH_SIZE, batch_size.to_string(), "1..=10000 records"));
         }
         let window: f64 = number(vars, env::MAXIMUM_BATCHING_WINDOW, 0.5, "0..=300 seconds")?;
         if !(0.0..=300.0).contains(&window) {
-            return Err(invalid(env::MAXIMUM_BATCHING_WINDOW, &window.to_string(), "0..=300 seconds"));
+            return Err(invalid(env::MAXIMUM_BATCHING_WINDOW, window.to_string(), "0..=300 seconds"));
         }
         let retries: i64 = number(vars, env::MAXIMUM_RETRY_ATTEMPTS, -1, "-1 (forever) or 0..=10000")?;
         let maximum_retry_attempts = match retries {
             -1 => None,
             0..=10_000 => Some(retries as u32),
-            _ => return Err(invalid(env::MAXIMUM_RETRY_ATTEMPTS, &retries.to_string(), "-1 (forever) or 0..=10000")),
+            _ => return Err(invalid(env::MAXIMUM_RETRY_ATTEMPTS, retries.to_string(), "-1 (forever) or 0..=10000")),
         };
         let on_failure_destination = text(env::ON_FAILURE_DESTINATION);
         if let Some(d) = &on_failure_destination
@@ -184,7 +178,7 @@ impl RunnerSettings {
         }
         let finalize: f64 = number(vars, env::FINALIZE_EVERY, 60.0, "seconds (0 = no schedule)")?;
         if finalize < 0.0 {
-            return Err(invalid(env::FINALIZE_EVERY, &finalize.to_string(), "seconds (0 = no schedule)"));
+            return Err(invalid(env::FINALIZE_EVERY, finalize.to_string(), "seconds (0 = no schedule)"));
         }
         Ok(Self {
             kafka,

@@ -142,6 +142,11 @@ async fn run(settings: RunnerSettings, recorder: Arc<Recorder>, destination: Opt
     tokio::time::timeout(Duration::from_secs(120), runner.run(stop_rx)).await.expect("runner finishes").unwrap()
 }
 
+fn sorted(mut coordinates: Vec<(i32, i64)>) -> Vec<(i32, i64)> {
+    coordinates.sort();
+    coordinates
+}
+
 fn assert_in_partition_order(delivered: &[(i32, i64)]) {
     let mut last: HashMap<i32, i64> = HashMap::new();
     for (p, o) in delivered {
@@ -155,7 +160,7 @@ fn assert_in_partition_order(delivered: &[(i32, i64)]) {
 async fn batches_follow_batch_size_and_partition_order_and_offsets_are_committed_after_success() {
     let broker = KafkaBroker::start();
     create_topic(&broker, "orders", 3).await;
-    let mut sent = send(&broker, "orders", 3, 90, 50).await;
+    let sent = send(&broker, "orders", 3, 90, 50).await;
     let recorder = Recorder::new(|_| false);
     let settings = settings(&broker, "orders", "g1", &[("HEALTHLAKE_BATCH_SIZE", "40")]);
     let report = run(settings.clone(), recorder.clone(), None).await;
@@ -166,10 +171,7 @@ async fn batches_follow_batch_size_and_partition_order_and_offsets_are_committed
     assert!(batches.iter().all(|e| e.bootstrap_servers.as_deref() == Some(broker.bootstrap.as_str())));
     let delivered = recorder.delivered();
     assert_in_partition_order(&delivered);
-    let mut got = delivered.clone();
-    got.sort();
-    sent.sort();
-    assert_eq!(got, sent, "every record once");
+    assert_eq!(sorted(delivered), sorted(sent), "every record once");
     assert_eq!(report.records, 270);
     assert_eq!(report.batches as usize, batches.len());
     assert_eq!(*recorder.finalized.lock().unwrap(), vec!["daily", "weekly", "monthly"], "a last finalize round");
@@ -182,11 +184,7 @@ async fn batches_follow_batch_size_and_partition_order_and_offsets_are_committed
     let new = send(&broker, "orders", 3, 2, 50).await;
     let later = Recorder::new(|_| false);
     run(settings, later.clone(), None).await;
-    let mut got = later.delivered();
-    got.sort();
-    let mut new = new;
-    new.sort();
-    assert_eq!(got, new);
+    assert_eq!(sorted(later.delivered()), sorted(new));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,11 +306,7 @@ async fn latest_starts_after_what_the_topic_already_holds() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let new = send(&broker, "fresh", 2, 3, 20).await;
     tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
-    let mut got = recorder.delivered();
-    got.sort();
-    let mut new = new;
-    new.sort();
-    assert_eq!(got, new, "only the records produced after the start");
+    assert_eq!(sorted(recorder.delivered()), sorted(new), "only the records produced after the start");
 }
 
 /// A runner killed with SIGKILL stays a group member until its session times out (or, on some
@@ -334,11 +328,7 @@ async fn a_restarted_runner_is_not_held_up_by_a_member_that_never_left() {
     let _ = tokio::time::timeout(Duration::from_secs(5), zombie.recv()).await;
     let recorder = Recorder::new(|_| false);
     run(settings(&broker, "zombie", "g6", &[]), recorder.clone(), None).await;
-    let mut got = recorder.delivered();
-    got.sort();
-    let mut sent = sent;
-    sent.sort();
-    assert_eq!(got, sent, "every partition read at once");
+    assert_eq!(sorted(recorder.delivered()), sorted(sent), "every partition read at once");
     assert_eq!(committed(&broker, "zombie", "g6", 3), BTreeMap::from([(0, 10), (1, 10), (2, 10)]));
     drop(zombie);
 }

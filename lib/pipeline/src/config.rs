@@ -279,11 +279,12 @@ impl Settings {
     }
 }
 
-fn value(vars: &HashMap<String, String>, name: &str) -> Option<String> {
+/// A variable's value, trimmed; `None` when unset or blank.
+pub fn value(vars: &HashMap<String, String>, name: &str) -> Option<String> {
     vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-fn invalid(variable: &'static str, value: impl Into<String>, expected: impl Into<String>) -> ConfigError {
+pub fn invalid(variable: &'static str, value: impl Into<String>, expected: impl Into<String>) -> ConfigError {
     ConfigError { variable, value: value.into(), expected: expected.into() }
 }
 
@@ -420,7 +421,9 @@ fn num<T: FromStr + PartialOrd + Default>(text: &str) -> Option<T> {
     text.parse::<T>().ok().filter(|v| *v >= T::default())
 }
 
-fn parse<T>(
+/// `variable` read with `parser`, `default` when unset or blank; a value `parser` refuses is an
+/// error naming the variable and what was expected.
+pub fn parse<T>(
     vars: &HashMap<String, String>,
     variable: &'static str,
     default: T,

@@ -21,6 +21,20 @@ pub fn python() -> String {
     std::env::var("HEALTHLAKE_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
+/// A port nothing listens on now, on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits up to 30 s for the server just started (`what`) to accept connections on `port`.
+fn wait_listening(what: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port} within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The AWS API emulator (moto from PyPI, S3 + DynamoDB + Glue) on a free 127.0.0.1 port,
 /// started by the test and stopped when dropped. See scripts/moto_serial.py for the guarantees
 /// of real AWS it keeps (one request at a time; Glue's VersionId).
@@ -33,7 +47,7 @@ impl AwsEmulator {
     pub fn start() -> Self {
         let python = python();
         let script = repo_root().join("scripts/moto_serial.py");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let child = Command::new(&python)
             .arg(&script)
             .args(["127.0.0.1", &port.to_string()])
@@ -43,11 +57,7 @@ impl AwsEmulator {
             .unwrap_or_else(|e| {
                 panic!("cannot start moto with {python} (scripts/install-python-deps.sh installs it): {e}")
             });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on {port} within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening("moto", port);
         AwsEmulator { child, url: format!("http://127.0.0.1:{port}") }
     }
 
@@ -96,7 +106,7 @@ impl KafkaBroker {
             .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/healthlake"));
         let tansu = cache.join("tools/bin/tansu");
         assert!(tansu.is_file(), "no broker: {} is missing (run scripts/kafka-broker.sh install)", tansu.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("healthlake-kafka-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("tcp://127.0.0.1:{port}");
@@ -109,11 +119,7 @@ impl KafkaBroker {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", tansu.display()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port} within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening("tansu", port);
         KafkaBroker { child: Some(child), dir: Some(dir), bootstrap: format!("127.0.0.1:{port}") }
     }
 }
