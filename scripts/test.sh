@@ -38,3 +38,6 @@ tests/e2e_aws.sh
 
 step "end to end: Kafka → local event source mapping → ingest + finalize on the AWS emulator, with SIGKILLs"
 tests/e2e_kafka.sh
+
+step "end to end: the same through injected AWS faults (S3 503/timeouts, DynamoDB throttling, Glue conflicts)"
+tests/e2e_faults.sh

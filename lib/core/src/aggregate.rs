@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct TimedValue {
     /// Event time in microseconds since the epoch.
     pub ts: i64,
+    #[serde(with = "exact_f64")]
     pub value: f64,
 }
 
@@ -30,18 +31,27 @@ impl TimedValue {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaySum {
     pub count: u64,
+    #[serde(with = "exact_f64")]
     pub sum: f64,
 }
 
 /// Partial aggregate state of one (user, data type, window).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Serialized with every float as text (see [`exact_f64`]), so stored state reads back bit for
+/// bit whatever the value.
 pub struct WelfordState {
     pub count: u64,
+    #[serde(with = "exact_f64")]
     pub mean: f64,
     /// Sum of squared differences from the mean.
+    #[serde(with = "exact_f64")]
     pub m2: f64,
+    #[serde(with = "exact_f64")]
     pub min: f64,
+    #[serde(with = "exact_f64")]
     pub max: f64,
+    #[serde(with = "exact_f64")]
     pub sum: f64,
     pub first: Option<TimedValue>,
     pub last: Option<TimedValue>,
@@ -123,6 +133,13 @@ impl WelfordState {
         }
     }
 
+    /// Whether every statistic is a finite number. A merge whose result is not is refused: an
+    /// infinite sum or NaN mean would poison the window for good.
+    pub fn is_finite(&self) -> bool {
+        [self.mean, self.m2, self.min, self.max, self.sum].iter().all(|v| v.is_finite())
+            && self.days.values().all(|d| d.sum.is_finite())
+    }
+
     /// The finished statistics, or `None` for an empty state.
     pub fn stats(&self) -> Option<AggregateStats> {
         if self.count == 0 {
@@ -144,6 +161,31 @@ impl WelfordState {
             record_count: self.count as i64,
             daily_avg_of_avg,
         })
+    }
+}
+
+/// Floats as JSON strings in Rust's shortest round-trip notation (`"72.5"`, `"1e300"`, `"NaN"`,
+/// `"inf"`): JSON numbers cannot carry NaN or infinities (serde_json writes `null` and cannot read
+/// it back), and serde_json's default number parser is not exact in every last bit. Plain JSON
+/// numbers, as state written before this format holds them, still read.
+pub mod exact_f64 {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{value:?}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Number(f64),
+            Text(String),
+        }
+        match Stored::deserialize(deserializer)? {
+            Stored::Number(v) => Ok(v),
+            Stored::Text(text) => text.parse().map_err(|_| de::Error::custom(format!("not a float: {text:?}"))),
+        }
     }
 }
 
@@ -259,6 +301,51 @@ mod tests {
             let expected = two_pass(&samples).unwrap();
             assert_stats_close(&right.stats().unwrap(), &expected);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn stored_state_round_trips_every_f64(bits in prop::collection::vec(any::<u64>(), 6)) {
+            let f = |i: usize| f64::from_bits(bits[i]);
+            let ts = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+            let mut days = BTreeMap::new();
+            days.insert(ts.date_naive(), DaySum { count: 3, sum: f(5) });
+            let state = WelfordState {
+                count: 3,
+                mean: f(0),
+                m2: f(1),
+                min: f(2),
+                max: f(3),
+                sum: f(4),
+                first: Some(TimedValue { ts: 1, value: f(5) }),
+                last: None,
+                days,
+            };
+            let text = serde_json::to_string(&state).unwrap();
+            let back: WelfordState = serde_json::from_str(&text).unwrap();
+            let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+            prop_assert!(same(back.mean, state.mean) && same(back.m2, state.m2), "{text}");
+            prop_assert!(same(back.min, state.min) && same(back.max, state.max) && same(back.sum, state.sum), "{text}");
+            prop_assert!(same(back.first.unwrap().value, f(5)) && same(back.days[&ts.date_naive()].sum, f(5)), "{text}");
+        }
+    }
+
+    #[test]
+    fn state_written_as_plain_json_numbers_still_reads() {
+        let old = r#"{"count":1,"mean":72.5,"m2":0.0,"min":72.5,"max":72.5,"sum":72.5,
+            "first":{"ts":1,"value":72.5},"last":{"ts":1,"value":72.5},"days":{"2025-11-17":{"count":1,"sum":72.5}}}"#;
+        let state: WelfordState = serde_json::from_str(old).unwrap();
+        assert_eq!((state.count, state.mean, state.last.unwrap().value), (1, 72.5, 72.5));
+    }
+
+    #[test]
+    fn a_sentinel_value_overflows_the_state_which_says_so() {
+        let ts = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut s = WelfordState::default();
+        s.add(ts, f64::MAX);
+        assert!(s.is_finite());
+        s.add(ts, f64::MAX);
+        assert!(!s.is_finite(), "sum of two DBL_MAX overflows: {s:?}");
     }
 
     #[test]

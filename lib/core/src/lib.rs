@@ -17,5 +17,5 @@ pub use aggregate::{AggregateStats, WelfordState};
 pub use decode::{DecodeError, Decoder, WireValue};
 pub use payload::{HealthDataPayload, HealthSample};
 pub use record::{AggregateRow, ErrorRecord, ErrorType, KafkaCoordinates, RawRecord, RecordOutcome};
-pub use validate::{ValidationRules, Validator};
+pub use validate::{SanityLimits, ValidationRules, Validator};
 pub use window::{Window, WindowKind};

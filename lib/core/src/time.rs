@@ -1,6 +1,6 @@
 //! Timestamp parsing and the microsecond representation Iceberg stores.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 
 /// Parses an ISO 8601 instant as sent by devices.
 ///
@@ -29,6 +29,18 @@ pub fn from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
+/// How far one sample may move its partition's event-time progress: its start time, but no
+/// further than the Kafka record's timestamp plus the allowed out-of-orderness. A device whose
+/// clock runs ahead (or a naive local time read as UTC) keeps its valid sample but cannot drag the
+/// watermark past what the broker has seen and so close today's windows early.
+pub fn progress_bound(
+    start: DateTime<Utc>,
+    record_time: DateTime<Utc>,
+    max_out_of_orderness: Duration,
+) -> DateTime<Utc> {
+    start.min(record_time + max_out_of_orderness)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,6 +53,17 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(from_micros(to_micros(a)), a);
+    }
+
+    #[test]
+    fn progress_is_bounded_by_the_record_time() {
+        let record = parse_instant("2025-11-17T20:00:00Z").unwrap();
+        let ooo = Duration::minutes(10);
+        // A phone in UTC+9 that drops the `Z`: 9 h ahead.
+        let fast = parse_instant("2025-11-18T05:00:00").unwrap();
+        assert_eq!(progress_bound(fast, record, ooo), record + ooo);
+        let on_time = parse_instant("2025-11-17T19:58:00Z").unwrap();
+        assert_eq!(progress_bound(on_time, record, ooo), on_time);
     }
 
     #[test]

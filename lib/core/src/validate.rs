@@ -20,8 +20,38 @@ pub struct ValidationRules {
     pub min_heart_rate: f64,
     pub max_heart_rate: f64,
     pub max_steps_per_day: f64,
-    /// Event times later than processing time plus this are implausible (device clock wrong).
+    /// Event times later than the Kafka record's timestamp plus this are implausible (device
+    /// clock wrong). Judged against the record timestamp, never the wall clock, so that every
+    /// retry of a batch decides the same.
     pub max_future_skew: Duration,
+    /// Absolute bounds on values that hold whatever `enabled` says: beyond them a value is a
+    /// sentinel ("unset" as DBL_MAX) or garbage, and folding it into a window's statistics would
+    /// overflow them.
+    pub sanity_limits: SanityLimits,
+}
+
+/// The largest plausible absolute value per data type (`HEALTHLAKE_VALUE_SANITY_LIMITS`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SanityLimits {
+    /// For data types without their own limit.
+    pub default: f64,
+    pub by_type: std::collections::BTreeMap<String, f64>,
+}
+
+impl SanityLimits {
+    /// 1e9 leaves room for every health measure (steps, meters, joules, milliseconds) while
+    /// keeping sums and squared deviations of any realistic window far from overflow.
+    pub const DEFAULT_LIMIT: f64 = 1e9;
+
+    pub fn limit_for(&self, data_type: &str) -> f64 {
+        self.by_type.get(data_type).copied().unwrap_or(self.default)
+    }
+}
+
+impl Default for SanityLimits {
+    fn default() -> Self {
+        Self { default: Self::DEFAULT_LIMIT, by_type: Default::default() }
+    }
 }
 
 impl Default for ValidationRules {
@@ -33,6 +63,7 @@ impl Default for ValidationRules {
             max_heart_rate: 250.0,
             max_steps_per_day: 100_000.0,
             max_future_skew: Duration::hours(24),
+            sanity_limits: SanityLimits::default(),
         }
     }
 }
@@ -64,10 +95,12 @@ impl Validator {
 
     /// Flattens and validates one payload. Every sample ends in exactly one of the two lists;
     /// a payload without samples becomes one `empty_payload` error so the record is accounted for.
+    /// `record_time` is the Kafka record's timestamp: future skew is judged against it.
     pub fn process(
         &self,
         payload: &HealthDataPayload,
         kafka: &KafkaCoordinates,
+        record_time: DateTime<Utc>,
         processing_time: DateTime<Utc>,
     ) -> RecordOutcome {
         let mut outcome = RecordOutcome::default();
@@ -86,7 +119,7 @@ impl Validator {
             return outcome;
         }
         for sample in &payload.samples {
-            match self.flatten_sample(payload, sample, kafka, processing_time) {
+            match self.flatten_sample(payload, sample, kafka, record_time, processing_time) {
                 Ok(raw) => outcome.raw.push(raw),
                 Err((error_type, error_message)) => outcome.errors.push(ErrorRecord {
                     raw_payload: payload_context(payload, Some(sample)).to_string(),
@@ -109,6 +142,7 @@ impl Validator {
         payload: &HealthDataPayload,
         sample: &HealthSample,
         kafka: &KafkaCoordinates,
+        record_time: DateTime<Utc>,
         processing_time: DateTime<Utc>,
     ) -> Result<RawRecord, (ErrorType, String)> {
         let user_id = required_text(&payload.user_id, "userId")?;
@@ -123,6 +157,7 @@ impl Validator {
         let end_date = required_instant(&sample.end_date, "samples[].endDate")?;
         let created_at = required_instant(&sample.created_at, "samples[].createdAt")?;
 
+        self.check_sane(data_type, value)?;
         if self.rules.enabled {
             self.check_value(data_type, value)?;
             if end_date < start_date {
@@ -137,12 +172,12 @@ impl Validator {
                     format!("startDate {start_date} is before {}", earliest_plausible()),
                 ));
             }
-            let latest = processing_time + self.rules.max_future_skew;
+            let latest = record_time + self.rules.max_future_skew;
             if start_date > latest || end_date > latest {
                 return Err((
                     ErrorType::FutureTimestamp,
                     format!(
-                        "sample time {start_date}..{end_date} is more than {} h ahead of processing time {processing_time}",
+                        "sample time {start_date}..{end_date} is more than {} h ahead of the Kafka record time {record_time}",
                         self.rules.max_future_skew.num_hours()
                     ),
                 ));
@@ -170,10 +205,23 @@ impl Validator {
         })
     }
 
-    fn check_value(&self, data_type: &str, value: f64) -> Result<(), (ErrorType, String)> {
+    /// The checks `VALIDATION_ENABLED=false` keeps: a value that is not a number or beyond any
+    /// plausible magnitude would poison every window it is folded into.
+    fn check_sane(&self, data_type: &str, value: f64) -> Result<(), (ErrorType, String)> {
         if !value.is_finite() {
             return Err((ErrorType::OutOfRange, format!("value {value} is not a finite number")));
         }
+        let limit = self.rules.sanity_limits.limit_for(data_type);
+        if value.abs() > limit {
+            return Err((
+                ErrorType::OutOfRange,
+                format!("{data_type} {value:e} beyond the sanity limit ±{limit:e} (HEALTHLAKE_VALUE_SANITY_LIMITS)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, data_type: &str, value: f64) -> Result<(), (ErrorType, String)> {
         if value < 0.0 {
             return Err((ErrorType::NegativeValue, format!("value {value} is negative")));
         }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use healthlake_core::decode::{Decoder, frame};
 use healthlake_core::generate::{self, Expectation, GeneratorConfig, UNKNOWN_SCHEMA_ID, WRITER_SCHEMAS};
 use healthlake_core::record::{ErrorType, KafkaCoordinates};
-use healthlake_core::{DecodeError, ValidationRules, Validator};
+use healthlake_core::{DecodeError, SanityLimits, ValidationRules, Validator};
 
 fn decoder() -> Decoder {
     let mut d = Decoder::new();
@@ -39,7 +39,7 @@ fn every_writer_version_decodes_to_the_generated_samples() {
         };
         seen_ids.insert(schema_id);
         let payload = decoder.decode(&record.value).expect("decodes");
-        let outcome = validator.process(&payload, &coords(i as i64), now());
+        let outcome = validator.process(&payload, &coords(i as i64), now(), now());
         let Expectation::Decoded { valid, invalid } = record.expectation else { unreachable!() };
         assert_eq!(invalid, 0);
         assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
@@ -101,7 +101,7 @@ fn json_values_from_the_event_source_mapping_are_accepted() {
         "samples":[{"id":"s1","type":"heartRate","value":72,"unit":"count/min","startDate":"2025-11-17T09:00:00Z",
         "endDate":"2025-11-17T09:01:00Z","createdAt":"2025-11-17T09:01:00Z"}]}"#;
     let payload = decoder().decode(json).unwrap();
-    let outcome = Validator::default().process(&payload, &coords(0), now());
+    let outcome = Validator::default().process(&payload, &coords(0), now(), now());
     assert_eq!(outcome.raw.len(), 1);
     assert_eq!(outcome.raw[0].value, 72.0);
     assert!(!outcome.raw[0].is_synced);
@@ -118,7 +118,7 @@ fn sample_json(data_type: &str, value: &str, start: &str, end: &str, unit: &str)
 
 fn verdict(rules: &ValidationRules, json: &[u8]) -> Result<(), ErrorType> {
     let payload = decoder().decode(json).unwrap();
-    let outcome = Validator::new(rules.clone()).process(&payload, &coords(0), now());
+    let outcome = Validator::new(rules.clone()).process(&payload, &coords(0), now(), now());
     assert_eq!(outcome.raw.len() + outcome.errors.len(), 1, "each sample lands exactly once");
     match outcome.errors.first() {
         Some(e) => {
@@ -168,10 +168,62 @@ fn validation_rules_follow_the_spec() {
 }
 
 #[test]
+fn sanity_limits_hold_even_with_validation_off() {
+    let (s, e) = ("2025-11-17T09:00:00Z", "2025-11-17T09:01:00Z");
+    let off = ValidationRules { enabled: false, ..ValidationRules::default() };
+    // DBL_MAX, a common "unset" sentinel, and anything past the default 1e9.
+    let dbl_max = "1.7976931348623157e308";
+    for rules in [&ValidationRules::default(), &off] {
+        assert_eq!(verdict(rules, &sample_json("distance", dbl_max, s, e, "m")), Err(ErrorType::OutOfRange));
+        assert_eq!(verdict(rules, &sample_json("distance", "-1e10", s, e, "m")), Err(ErrorType::OutOfRange));
+        assert_eq!(verdict(rules, &sample_json("distance", "1e9", s, e, "m")), Ok(()));
+    }
+    // Per data type, configurable.
+    let mut limits = SanityLimits::default();
+    limits.by_type.insert("heartRate".into(), 1_000.0);
+    let custom = ValidationRules { sanity_limits: limits, ..off };
+    assert_eq!(verdict(&custom, &sample_json("heartRate", "400", s, e, "count/min")), Ok(()));
+    assert_eq!(verdict(&custom, &sample_json("heartRate", "1001", s, e, "count/min")), Err(ErrorType::OutOfRange));
+    assert_eq!(verdict(&custom, &sample_json("distance", "1e10", s, e, "m")), Err(ErrorType::OutOfRange));
+
+    // Non-finite values (Avro doubles can carry them) are refused either way.
+    for rules in [ValidationRules::default(), custom] {
+        for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut payload = decoder().decode(&sample_json("distance", "1", s, e, "m")).unwrap();
+            payload.samples[0].value = Some(value);
+            let outcome = Validator::new(rules.clone()).process(&payload, &coords(0), now(), now());
+            assert_eq!(outcome.errors.len(), 1, "{value} with {rules:?}");
+            assert_eq!(outcome.errors[0].error_type, ErrorType::OutOfRange);
+        }
+    }
+}
+
+#[test]
+fn future_skew_is_judged_against_the_record_time_not_the_clock() {
+    let record_time = now();
+    let at = |hours: i64| (record_time + Duration::hours(hours)).to_rfc3339();
+    let ahead_23 = sample_json("steps", "10", &at(23), &at(23), "count");
+    let ahead_25 = sample_json("steps", "10", &at(25), &at(25), "count");
+    // Whenever the batch is processed (a retry an hour or a day later, or a clock behind), the
+    // verdict is the same.
+    for processing in [record_time, record_time + Duration::hours(2), record_time + Duration::days(3)] {
+        for (json, expected) in [(&ahead_23, 0), (&ahead_25, 1)] {
+            let payload = decoder().decode(json).unwrap();
+            let outcome = Validator::default().process(&payload, &coords(0), record_time, processing);
+            assert_eq!(outcome.errors.len(), expected, "processing at {processing}");
+            if expected == 1 {
+                assert_eq!(outcome.errors[0].error_type, ErrorType::FutureTimestamp);
+                assert!(outcome.errors[0].error_message.contains("Kafka record time"));
+            }
+        }
+    }
+}
+
+#[test]
 fn a_payload_without_samples_is_one_error_row() {
     let json = br#"{"payloadId":"p","deviceId":"d","userId":"u","timestamp":"2025-11-17T10:00:00Z","appVersion":"1","samples":[]}"#;
     let payload = decoder().decode(json).unwrap();
-    let outcome = Validator::default().process(&payload, &coords(9), now());
+    let outcome = Validator::default().process(&payload, &coords(9), now(), now());
     assert!(outcome.raw.is_empty());
     assert_eq!(outcome.errors.len(), 1);
     assert_eq!(outcome.errors[0].error_type, ErrorType::EmptyPayload);
@@ -193,7 +245,7 @@ fn generated_expectations_match_validation() {
         match (decoder.decode(&record.value), record.expectation) {
             (Err(_), Expectation::Undecodable) => undecodable += 1,
             (Ok(p), Expectation::Decoded { valid, invalid: n }) => {
-                let outcome = validator.process(&p, &coords(i as i64), now());
+                let outcome = validator.process(&p, &coords(i as i64), now(), now());
                 assert_eq!(outcome.raw.len(), valid.len());
                 assert_eq!(outcome.errors.len(), n);
                 invalid += n;

@@ -31,7 +31,7 @@ fn process(
         let kafka = KafkaCoordinates { topic: "health-data-raw".into(), partition: r.partition, offset: i as i64 };
         match decoder.decode(&r.value) {
             Ok(payload) => {
-                let outcome = validator.process(&payload, &kafka, now);
+                let outcome = validator.process(&payload, &kafka, now, now);
                 errors += outcome.errors.len();
                 raw.extend(outcome.raw);
             }

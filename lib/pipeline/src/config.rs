@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::Duration;
-use healthlake_core::{ValidationRules, WindowKind};
+use healthlake_core::{SanityLimits, ValidationRules, WindowKind};
 use healthlake_lake::{CatalogBackend, CatalogSettings, S3Settings, TableNames};
 
 /// The environment variable names: the spec's, then ours (`HEALTHLAKE_*`).
@@ -59,6 +59,9 @@ pub mod env {
     /// watermark back (until it is idle), as an assigned but empty Kafka split does in Flink.
     pub const HEALTHLAKE_TOPIC_PARTITIONS: &str = "HEALTHLAKE_TOPIC_PARTITIONS";
     pub const HEALTHLAKE_MAX_FUTURE_SKEW_HOURS: &str = "HEALTHLAKE_MAX_FUTURE_SKEW_HOURS";
+    /// Absolute value bounds that hold even with VALIDATION_ENABLED=false: `type=limit` pairs,
+    /// `*` for every other type (e.g. `*=1e9,steps=1e6`).
+    pub const HEALTHLAKE_VALUE_SANITY_LIMITS: &str = "HEALTHLAKE_VALUE_SANITY_LIMITS";
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -211,6 +214,13 @@ impl Settings {
                 "whole hours",
                 num,
             )?),
+            sanity_limits: parse(
+                vars,
+                env::HEALTHLAKE_VALUE_SANITY_LIMITS,
+                SanityLimits::default(),
+                "comma-separated type=limit pairs with positive limits, `*` for all other types (e.g. *=1e9,steps=1e6)",
+                parse_sanity_limits,
+            )?,
         };
         if validation.min_heart_rate > validation.max_heart_rate {
             return Err(ConfigError {
@@ -417,6 +427,22 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
+fn parse_sanity_limits(text: &str) -> Option<SanityLimits> {
+    let mut limits = SanityLimits::default();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (data_type, limit) = pair.split_once('=')?;
+        let limit: f64 = limit.trim().parse().ok().filter(|l: &f64| l.is_finite() && *l > 0.0)?;
+        match data_type.trim() {
+            "" => return None,
+            "*" => limits.default = limit,
+            data_type => {
+                limits.by_type.insert(data_type.to_string(), limit);
+            }
+        }
+    }
+    Some(limits)
+}
+
 fn num<T: FromStr + PartialOrd + Default>(text: &str) -> Option<T> {
     text.parse::<T>().ok().filter(|v| *v >= T::default())
 }
@@ -477,6 +503,9 @@ mod tests {
             ("SCHEMA_REGISTRY_URL", "ftp://x"),
             ("LOG_FORMAT", "xml"),
             ("SCHEMA_REGISTRY_BASIC_AUTH_USER", "alice"),
+            ("HEALTHLAKE_VALUE_SANITY_LIMITS", "steps=-5"),
+            ("HEALTHLAKE_VALUE_SANITY_LIMITS", "steps"),
+            ("HEALTHLAKE_VALUE_SANITY_LIMITS", "=10"),
         ] {
             let err = Settings::from_map(&vars(&[(name, value)])).unwrap_err();
             let message = err.to_string();
@@ -487,6 +516,15 @@ mod tests {
         }
         let err = Settings::from_map(&vars(&[("MIN_HEART_RATE", "300")])).unwrap_err();
         assert_eq!(err.variable, "MIN_HEART_RATE");
+    }
+
+    #[test]
+    fn sanity_limits_are_read_per_type() {
+        let s = Settings::from_map(&vars(&[("HEALTHLAKE_VALUE_SANITY_LIMITS", "*=1e6, steps=2e5")])).unwrap();
+        assert_eq!(s.validation.sanity_limits.limit_for("steps"), 2e5);
+        assert_eq!(s.validation.sanity_limits.limit_for("heartRate"), 1e6);
+        let s = Settings::from_map(&vars(&[])).unwrap();
+        assert_eq!(s.validation.sanity_limits.limit_for("heartRate"), SanityLimits::DEFAULT_LIMIT);
     }
 
     #[test]

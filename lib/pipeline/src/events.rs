@@ -15,6 +15,9 @@ use healthlake_core::record::partition_key;
 #[derive(Debug, Clone)]
 pub struct InputRecord {
     pub kafka: KafkaCoordinates,
+    /// The record's Kafka timestamp (None when the event carries none): event-time progress is
+    /// bounded by it and future skew is judged against it.
+    pub timestamp: Option<DateTime<Utc>>,
     /// The value bytes, or why they could not be read from the event.
     pub value: Result<Vec<u8>, String>,
     /// The value as the event carried it (base64), kept for error rows.
@@ -35,6 +38,8 @@ pub fn records_of(event: &KafkaEvent) -> Vec<InputRecord> {
             };
             out.push(InputRecord {
                 kafka: KafkaCoordinates { topic, partition: r.partition as i32, offset: r.offset },
+                // Kafka writes -1 for "no timestamp"; the event then holds the epoch or earlier.
+                timestamp: Some(r.timestamp.0).filter(|ts| *ts > DateTime::UNIX_EPOCH),
                 value,
                 encoded_value: encoded,
             });
@@ -103,6 +108,7 @@ mod tests {
         let coords: Vec<(i32, i64)> = read.iter().map(|r| (r.kafka.partition, r.kafka.offset)).collect();
         assert_eq!(coords, vec![(0, 9), (1, 4), (1, 5)]);
         assert_eq!(read[0].value.as_deref().unwrap(), b"\x00\x01");
+        assert_eq!(read[0].timestamp, Some(ts));
     }
 
     #[test]
@@ -113,5 +119,6 @@ mod tests {
         let read = records_of(&event);
         assert_eq!(read.len(), 1);
         assert!(read[0].value.is_err());
+        assert_eq!(read[0].timestamp, Some("2023-11-14T22:13:20Z".parse().unwrap()));
     }
 }

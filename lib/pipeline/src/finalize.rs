@@ -60,14 +60,17 @@ pub struct FinalizeReport {
 
 /// The event-time watermark: the minimum over active partitions of their maximum event time,
 /// minus the allowed out-of-orderness. Partitions idle longer than `idle_timeout` (processing
-/// time) stop holding it back; if all are idle, none does.
+/// time) stop holding it back; if all are idle, none does. A partition with pending records (a
+/// batch received and not applied: ingest failing through an outage) is never idle: its backlog
+/// must not arrive late.
 pub fn watermark(
     progress: &[PartitionProgress],
     now: DateTime<Utc>,
     max_out_of_orderness: Duration,
     idle_timeout: Duration,
 ) -> Option<DateTime<Utc>> {
-    let active: Vec<&PartitionProgress> = progress.iter().filter(|p| now - p.updated_at <= idle_timeout).collect();
+    let active: Vec<&PartitionProgress> =
+        progress.iter().filter(|p| p.pending || now - p.updated_at <= idle_timeout).collect();
     let low = if active.is_empty() {
         progress.iter().map(|p| p.max_event_time).max()?
     } else {
@@ -102,7 +105,12 @@ impl FinalizeHandler {
         let unseen: Vec<PartitionProgress> = (0..partitions as i32)
             .map(|p| partition_key(&self.settings.kafka_topic, p))
             .filter(|key| progress.iter().all(|known| &known.partition != key))
-            .map(|partition| PartitionProgress { partition, max_event_time: DateTime::UNIX_EPOCH, updated_at: now })
+            .map(|partition| PartitionProgress {
+                partition,
+                max_event_time: DateTime::UNIX_EPOCH,
+                updated_at: now,
+                pending: false,
+            })
             .collect();
         if !unseen.is_empty() {
             // A conditional max: a real record's progress written meanwhile wins.
@@ -206,6 +214,7 @@ mod tests {
             partition: name.into(),
             max_event_time: max.parse().unwrap(),
             updated_at: updated.parse().unwrap(),
+            pending: false,
         }
     }
 
@@ -225,5 +234,23 @@ mod tests {
         let wm = watermark(&progress, later, Duration::minutes(10), Duration::minutes(30)).unwrap();
         assert_eq!(wm, "2025-11-20T09:50:00Z".parse::<DateTime<Utc>>().unwrap());
         assert!(watermark(&[], now, Duration::minutes(10), Duration::minutes(30)).is_none());
+    }
+
+    #[test]
+    fn a_partition_with_pending_records_holds_the_watermark_however_quiet() {
+        let now: DateTime<Utc> = "2025-11-20T12:00:00Z".parse().unwrap();
+        let (ooo, idle) = (Duration::minutes(10), Duration::minutes(30));
+        let mut progress = [
+            p("t-0", "2025-11-20T10:00:00Z", "2025-11-20T11:59:00Z"),
+            // Its batches have failed for two hours: it looks idle, but records wait.
+            PartitionProgress { pending: true, ..p("t-1", "2025-11-19T10:00:00Z", "2025-11-20T10:00:00Z") },
+        ];
+        let held: DateTime<Utc> = "2025-11-19T09:50:00Z".parse().unwrap();
+        assert_eq!(watermark(&progress, now, ooo, idle), Some(held));
+        // Every partition quiet (the outage hit them all): still held by the pending one.
+        assert_eq!(watermark(&progress, now + Duration::days(1), ooo, idle), Some(held));
+        // Once applied, the quiet partition lets go.
+        progress[1].pending = false;
+        assert_eq!(watermark(&progress, now, ooo, idle), Some("2025-11-20T09:50:00Z".parse().unwrap()));
     }
 }

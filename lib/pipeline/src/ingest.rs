@@ -18,11 +18,12 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use healthlake_core::decode::{Decoder, WireValue, frame};
 use healthlake_core::record::{ErrorRecord, ErrorType, RawRecord, late_record_message};
+use healthlake_core::time::progress_bound;
 use healthlake_core::{Validator, Window, WindowKind};
 use healthlake_lake::{AppendReport, DataFileSink, LakeError, Lakehouse, TableKind, committed_offsets, rows};
 use healthlake_state::{
-    AccumulatorKey, AccumulatorStore, AccumulatorUpdate, PartitionContribution, PartitionProgress, SampleRef,
-    StoreError,
+    AccumulatorKey, AccumulatorStore, AccumulatorUpdate, PartitionContribution, PartitionOffset, PartitionProgress,
+    SampleRef, StoreError,
 };
 use tokio::sync::RwLock;
 
@@ -88,6 +89,8 @@ pub struct IngestHandler {
 struct Processed {
     raw: Vec<RawRecord>,
     errors: Vec<ErrorRecord>,
+    /// The Kafka record's timestamp (processing time when it has none).
+    record_time: DateTime<Utc>,
 }
 
 impl IngestHandler {
@@ -131,14 +134,17 @@ impl IngestHandler {
     }
 
     fn process(&self, decoder: &Decoder, record: &InputRecord, now: DateTime<Utc>) -> Processed {
+        // Without a broker timestamp (never from the event source mapping) the wall clock is all
+        // there is to judge future skew against.
+        let record_time = record.timestamp.unwrap_or(now);
         let decoded = match &record.value {
             Err(reason) => Err((ErrorType::Deserialization, reason.clone())),
             Ok(bytes) => decoder.decode(bytes).map_err(|e| (e.error_type(), e.to_string())),
         };
         match decoded {
             Ok(payload) => {
-                let outcome = self.validator.process(&payload, &record.kafka, now);
-                Processed { raw: outcome.raw, errors: outcome.errors }
+                let outcome = self.validator.process(&payload, &record.kafka, record_time, now);
+                Processed { raw: outcome.raw, errors: outcome.errors, record_time }
             }
             Err((error_type, message)) => Processed {
                 raw: vec![],
@@ -159,6 +165,7 @@ impl IngestHandler {
                     processing_time: now,
                     kafka: record.kafka.clone(),
                 }],
+                record_time,
             },
         }
     }
@@ -172,6 +179,10 @@ impl IngestHandler {
         if records.is_empty() {
             return Ok(report);
         }
+        // Before any effect: should this batch fail (an outage, say), its partitions hold the
+        // watermark instead of looking idle.
+        let batch_offsets = last_offsets(&records);
+        self.store.note_received(&batch_offsets).await?;
         self.resolve_schemas(&records).await?;
         let now = (self.clock)();
 
@@ -233,11 +244,18 @@ impl IngestHandler {
                 metrics::record_late(kind, n as u64);
             }
         }
+        let mut overflowing: BTreeMap<SampleRef, Vec<Window>> = BTreeMap::new();
+        for (key, sample) in merge.overflowing {
+            overflowing.entry(sample).or_default().push(key.window);
+        }
 
         let mut progress: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-        for raw in processed.iter().flat_map(|p| &p.raw) {
-            let entry = progress.entry(raw.kafka.partition_key()).or_insert(raw.start_date);
-            *entry = (*entry).max(raw.start_date);
+        for p in &processed {
+            for raw in &p.raw {
+                let bound = progress_bound(raw.start_date, p.record_time, self.settings.max_out_of_orderness);
+                let entry = progress.entry(raw.kafka.partition_key()).or_insert(bound);
+                *entry = (*entry).max(bound);
+            }
         }
 
         // 3 + 4. Split into the two tables' rows, above each table's committed offsets.
@@ -255,8 +273,12 @@ impl IngestHandler {
             for (index, raw) in p.raw.into_iter().enumerate() {
                 let partition = raw.kafka.partition_key();
                 let sample = SampleRef { partition: partition.clone(), offset: raw.kafka.offset, index: index as u32 };
-                if let Some(windows) = late.get(&sample) {
-                    let row = late_row(raw, windows, now);
+                let refused = match (overflowing.get(&sample), late.get(&sample)) {
+                    (Some(windows), _) => Some(overflow_row(raw.clone(), windows, now)),
+                    (None, Some(windows)) => Some(late_row(raw.clone(), windows, now)),
+                    (None, None) => None,
+                };
+                if let Some(row) = refused {
                     if above(&errors_committed, &partition, row.kafka.offset) {
                         *errors_by_label
                             .entry((row.data_type.clone().unwrap_or_default(), row.error_type))
@@ -323,9 +345,15 @@ impl IngestHandler {
         // the rows a redelivery skipped: the crashed first attempt may not have got this far).
         let observations: Vec<PartitionProgress> = progress
             .into_iter()
-            .map(|(partition, max_event_time)| PartitionProgress { partition, max_event_time, updated_at: now })
+            .map(|(partition, max_event_time)| PartitionProgress {
+                partition,
+                max_event_time,
+                updated_at: now,
+                pending: false,
+            })
             .collect();
         self.store.advance_watermarks(&observations).await?;
+        self.store.note_applied(&batch_offsets).await?;
 
         let millis = started.elapsed().as_secs_f64() * 1_000.0;
         for data_type in valid_by_type.keys() {
@@ -362,6 +390,16 @@ impl IngestHandler {
     }
 }
 
+/// The highest offset of each partition in a batch.
+fn last_offsets(records: &[InputRecord]) -> Vec<PartitionOffset> {
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for r in records {
+        let entry = last.entry(r.kafka.partition_key()).or_insert(r.kafka.offset);
+        *entry = (*entry).max(r.kafka.offset);
+    }
+    last.into_iter().map(|(partition, offset)| PartitionOffset { partition, offset }).collect()
+}
+
 fn above(committed: &healthlake_lake::OffsetMap, partition: &str, offset: i64) -> bool {
     committed.get(partition).is_none_or(|&c| offset > c)
 }
@@ -378,6 +416,21 @@ fn late_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorReco
         sample_id: Some(raw.sample_id),
         processing_time: now,
         kafka: raw.kafka,
+    }
+}
+
+/// A sample whose merge would have made a window's statistics non-finite: an error row, and the
+/// windows keep what they had.
+fn overflow_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorRecord {
+    let keys: BTreeSet<String> = windows.iter().map(Window::key).collect();
+    ErrorRecord {
+        error_type: ErrorType::OutOfRange,
+        error_message: format!(
+            "value {:e} would make the statistics of {} non-finite; left out of those windows",
+            raw.value,
+            keys.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        ..late_row(raw, windows, now)
     }
 }
 

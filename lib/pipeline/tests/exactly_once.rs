@@ -23,7 +23,8 @@ use healthlake_pipeline::finalize::FinalizeHandler;
 use healthlake_pipeline::ingest::{IngestHandler, IngestReport};
 use healthlake_pipeline::schema_source;
 use healthlake_state::{
-    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionProgress, StoreError,
+    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionOffset,
+    PartitionProgress, StoreError,
 };
 
 struct Harness {
@@ -511,7 +512,10 @@ async fn strict_mode_fails_the_batch_before_any_effect() {
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("out_of_range"), "{err}");
     assert_eq!(h.app.lake.row_count(TableKind::Raw).await.unwrap(), 0);
-    assert!(h.app.store.partition_progress().await.unwrap().is_empty());
+    // No event-time progress; only the note that the partition has a batch waiting.
+    let progress = h.app.store.partition_progress().await.unwrap();
+    assert_eq!(progress.len(), 1);
+    assert!(progress[0].pending && progress[0].max_event_time == DateTime::UNIX_EPOCH, "{progress:?}");
 }
 
 /// Where a simulated crash hits an ingest invocation.
@@ -555,6 +559,12 @@ impl AccumulatorStore for CrashingStore {
     }
     async fn partition_progress(&self) -> Result<Vec<PartitionProgress>, StoreError> {
         self.inner.partition_progress().await
+    }
+    async fn note_received(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
+        self.inner.note_received(offsets).await
+    }
+    async fn note_applied(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
+        self.inner.note_applied(offsets).await
     }
     async fn advance_close_marker(
         &self,
@@ -659,4 +669,143 @@ async fn unseen_partitions_hold_the_watermark_until_they_deliver_or_go_idle() {
     let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
     assert_eq!(report.windows_emitted, 1, "{report:?}");
     assert_eq!(report.watermark.unwrap(), day(7) - Duration::minutes(10));
+}
+
+/// Phones whose clock runs ahead (here: UTC+9 local time sent without its `Z`, read as UTC) on
+/// every partition: their samples are valid, but they may not move the watermark past what the
+/// broker saw, so today's window stays open and the on-time samples after them are not late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_device_clocks_do_not_close_windows_early() {
+    let h = harness(&[("KAFKA_TOPIC", "t"), ("HEALTHLAKE_TOPIC_PARTITIONS", "3")]).await;
+    let broker_time: DateTime<Utc> = "2025-10-06T20:00:00Z".parse().unwrap();
+    let fast = |id: &str, user: &str| {
+        String::from_utf8(heart_rate_payload(id, user, broker_time, 70.0))
+            .unwrap()
+            .replace("2025-10-06T20:00:00+00:00", "2025-10-07T05:00:00")
+            .replace("2025-10-06T20:01:00+00:00", "2025-10-07T05:01:00")
+            .into_bytes()
+    };
+    let payloads: Vec<(i32, Vec<u8>)> = (0..3)
+        .flat_map(|p| {
+            let user = format!("u{p}");
+            [
+                (p, heart_rate_payload(&format!("on-time-{p}"), &user, broker_time - Duration::minutes(5), 60.0)),
+                (p, fast(&format!("fast-{p}"), &user)),
+            ]
+        })
+        .collect();
+    let records: Vec<EventRecord<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, (p, v))| EventRecord {
+            topic: "t",
+            partition: *p,
+            offset: i as i64,
+            timestamp: broker_time,
+            key: None,
+            value: v,
+        })
+        .collect();
+    let report = h.app.ingest.handle(&build_event(&records)).await.unwrap();
+    assert_eq!((report.raw_rows_written, report.error_rows_written), (6, 0), "fast samples stay valid: {report:?}");
+
+    let finalized = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!(finalized.windows_emitted, 0, "{finalized:?}");
+    assert!(finalized.watermark.unwrap() <= broker_time, "watermark follows the broker: {finalized:?}");
+
+    // On-time samples a few minutes later are not late.
+    let later: Vec<Vec<u8>> = (0..3)
+        .map(|p| heart_rate_payload(&format!("after-{p}"), &format!("u{p}"), broker_time + Duration::minutes(5), 65.0))
+        .collect();
+    let records: Vec<EventRecord<'_>> = later
+        .iter()
+        .enumerate()
+        .map(|(p, v)| EventRecord {
+            topic: "t",
+            partition: p as i32,
+            offset: 10 + p as i64,
+            timestamp: broker_time + Duration::minutes(6),
+            key: None,
+            value: v,
+        })
+        .collect();
+    let report = h.app.ingest.handle(&build_event(&records)).await.unwrap();
+    assert_eq!((report.raw_rows_written, report.error_rows_written), (3, 0), "{report:?}");
+    assert_eq!(observe(&h.app).await.raw.len(), 9);
+}
+
+/// Future skew is judged against the Kafka record's timestamp: a batch processed now, or retried
+/// two days later, decides every sample the same way (a verdict that flipped between attempts
+/// would land a sample in neither table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_judges_future_skew_the_same() {
+    let broker_time: DateTime<Utc> = "2025-11-28T00:00:00Z".parse().unwrap();
+    let ahead = heart_rate_payload("ahead-25h", "u1", broker_time + Duration::hours(25), 70.0);
+    let near = heart_rate_payload("ahead-23h", "u1", broker_time + Duration::hours(23), 70.0);
+    let event = build_event(&[
+        EventRecord { topic: "t", partition: 0, offset: 0, timestamp: broker_time, key: None, value: &ahead },
+        EventRecord { topic: "t", partition: 0, offset: 1, timestamp: broker_time, key: None, value: &near },
+    ]);
+    let mut verdicts = Vec::new();
+    for processing in [broker_time + Duration::minutes(30), broker_time + Duration::days(2)] {
+        let h = harness(&[]).await;
+        *h.now.lock().unwrap() = processing;
+        h.app.ingest.handle(&event).await.unwrap();
+        let seen = observe(&h.app).await;
+        verdicts.push((seen.raw.into_iter().map(|r| r.2).collect::<Vec<_>>(), seen.errors));
+    }
+    assert_eq!(verdicts[0], verdicts[1]);
+    assert_eq!(verdicts[0].0, vec!["ahead-23h".to_string()]);
+    assert_eq!(verdicts[0].1.values().collect::<Vec<_>>(), vec!["future_timestamp"]);
+}
+
+/// An outage longer than the idle timeout: partition 1's batch keeps failing while partition 0
+/// moved ahead. Every partition looks quiet, but partition 1 has records waiting: the watermark
+/// stays at its progress, and once the outage ends its backlog lands on time, not late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_whose_batches_fail_holds_the_watermark_through_the_outage() {
+    let h = harness(&[("KAFKA_TOPIC", "t")]).await;
+    let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
+    let ingest = IngestHandler::new(
+        h.app.settings.clone(),
+        schema_source::from_settings(&h.app.settings.schema_registry),
+        h.app.lake.clone(),
+        crashing.clone(),
+        h.clock.clone(),
+    );
+    let day = |d: u32| -> DateTime<Utc> { format!("2025-10-{d:02}T12:00:00Z").parse().unwrap() };
+    let payloads: Vec<(i32, i64, Vec<u8>)> = vec![
+        (0, 0, heart_rate_payload("a", "u0", day(5), 70.0)),
+        (1, 0, heart_rate_payload("b", "u1", day(5), 70.0)),
+        (0, 1, heart_rate_payload("c", "u0", day(8), 70.0)),
+        (1, 1, heart_rate_payload("d", "u1", day(6), 70.0)),
+    ];
+    let event = |i: usize| {
+        let (partition, offset, value) = &payloads[i];
+        build_event(&[EventRecord {
+            topic: "t",
+            partition: *partition,
+            offset: *offset,
+            timestamp: day(9),
+            key: None,
+            value,
+        }])
+    };
+    for i in 0..3 {
+        ingest.handle(&event(i)).await.unwrap();
+    }
+    *crashing.crash.lock().unwrap() = Some(CrashPoint::AfterMerge);
+    assert!(ingest.handle(&event(3)).await.is_err(), "partition 1's batch fails");
+
+    // Two hours on, nothing has succeeded anywhere: all partitions are past the idle timeout.
+    *h.now.lock().unwrap() += Duration::hours(2);
+    let report = h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!(report.watermark, Some(day(5) - Duration::minutes(10)), "{report:?}");
+    assert_eq!(report.windows_emitted, 0, "{report:?}");
+
+    // The outage ends: the redelivered batch is on time.
+    let report = ingest.handle(&event(3)).await.unwrap();
+    assert_eq!((report.raw_rows_written, report.error_rows_written), (1, 0), "{report:?}");
+    let progress = h.app.store.partition_progress().await.unwrap();
+    assert!(progress.iter().all(|p| !p.pending), "{progress:?}");
 }

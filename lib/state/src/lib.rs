@@ -52,8 +52,18 @@ pub trait AccumulatorStore: Send + Sync {
     /// Advances each partition's watermark source (max event time seen) monotonically.
     async fn advance_watermarks(&self, observations: &[PartitionProgress]) -> Result<(), StoreError>;
 
-    /// The per-partition progress the watermark is derived from.
+    /// The per-partition progress the watermark is derived from, with `pending` set where a
+    /// received offset is above the applied one. A partition known only from
+    /// [`AccumulatorStore::note_received`] comes back at the epoch.
     async fn partition_progress(&self) -> Result<Vec<PartitionProgress>, StoreError>;
+
+    /// Records, before any effect of a batch, the highest offset it carries per partition
+    /// (monotonic). Until [`AccumulatorStore::note_applied`] reaches it, the partition has
+    /// pending records: a batch that keeps failing must hold the watermark, not look idle.
+    async fn note_received(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError>;
+
+    /// Records that a batch was applied through these offsets (monotonic).
+    async fn note_applied(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError>;
 
     /// Moves the close marker of `kind` forward to `closed_through` (a window end) and returns the
     /// marker now in force. After this returns, merges into windows ending at or before the

@@ -91,6 +91,9 @@ pub struct AccumulatorUpdate {
 pub struct MergeReport {
     /// Samples refused because their window was closed: the caller turns them into late rows.
     pub late: Vec<(AccumulatorKey, SampleRef)>,
+    /// Samples refused because folding them in would make the window's statistics non-finite:
+    /// the caller turns them into error rows. Their window is left as it was.
+    pub overflowing: Vec<(AccumulatorKey, SampleRef)>,
     /// Items written.
     pub items_written: usize,
     /// Samples applied (above fences, into open windows).
@@ -128,6 +131,19 @@ pub struct PartitionProgress {
     /// Processing time of the last batch that advanced it; idle partitions stop holding the
     /// watermark back.
     pub updated_at: DateTime<Utc>,
+    /// Records of this partition were received by a batch that has not been applied (it failed,
+    /// or is in flight): the partition holds the watermark however long it has been quiet.
+    /// Derived by the store on reading; ignored when writing.
+    #[serde(default)]
+    pub pending: bool,
+}
+
+/// The highest Kafka offset of a partition that a batch carried (see
+/// [`crate::AccumulatorStore::note_received`] and [`crate::AccumulatorStore::note_applied`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffset {
+    pub partition: String,
+    pub offset: i64,
 }
 
 /// What merging one update into one item (as read) comes to; shared by every store adapter so
@@ -140,6 +156,8 @@ pub struct MergeStep {
     pub samples_applied: usize,
     /// Samples above the fences of a closed window.
     pub late: Vec<(AccumulatorKey, SampleRef)>,
+    /// Samples above the fences whose merge would leave non-finite statistics.
+    pub overflowing: Vec<(AccumulatorKey, SampleRef)>,
 }
 
 impl AccumulatorUpdate {
@@ -155,7 +173,7 @@ impl AccumulatorUpdate {
             emitted_version: 0,
             closed: false,
         });
-        let mut step = MergeStep { item, changed: false, samples_applied: 0, late: vec![] };
+        let mut step = MergeStep { item, changed: false, samples_applied: 0, late: vec![], overflowing: vec![] };
         for (partition, contribution) in &self.contributions {
             let fence = step.item.fences.get(partition).copied();
             if closed {
@@ -163,8 +181,15 @@ impl AccumulatorUpdate {
                 continue;
             }
             if let Some(part) = contribution.above(fence) {
+                let mut merged = step.item.state.clone();
+                merged.merge(&part);
+                if !merged.is_finite() {
+                    // The fence stays: a redelivery finds the same state and refuses the same way.
+                    step.overflowing.extend(contribution.samples_above(fence).map(|r| (self.key.clone(), r.clone())));
+                    continue;
+                }
                 step.samples_applied += part.count as usize;
-                step.item.state.merge(&part);
+                step.item.state = merged;
                 step.item.fences.insert(partition.clone(), fence.unwrap_or(i64::MIN).max(contribution.last_offset));
                 step.changed = true;
             }

@@ -13,7 +13,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, SqliteConnection};
 
 use crate::{
-    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionProgress, StoreError,
+    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionOffset,
+    PartitionProgress, StoreError,
 };
 
 const SCHEMA: &str = r#"
@@ -37,6 +38,11 @@ CREATE TABLE IF NOT EXISTS partition_progress (
     partition_key TEXT PRIMARY KEY,
     max_event_micros INTEGER NOT NULL,
     updated_at_micros INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partition_offsets (
+    partition_key TEXT PRIMARY KEY,
+    received_through INTEGER,
+    applied_through INTEGER
 );
 CREATE TABLE IF NOT EXISTS close_markers (
     window_kind TEXT PRIMARY KEY,
@@ -81,6 +87,23 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// Raises one offset column of `partition_offsets` to each given offset (never lowers it).
+    async fn raise_offsets(&self, column: &'static str, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for o in offsets {
+            sqlx::query(&format!(
+                "INSERT INTO partition_offsets (partition_key, {column}) VALUES (?, ?)
+                 ON CONFLICT (partition_key) DO UPDATE SET {column} = MAX(COALESCE({column}, excluded.{column}), excluded.{column})"
+            ))
+            .bind(&o.partition)
+            .bind(o.offset)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn load(conn: &mut SqliteConnection, key: &AccumulatorKey) -> Result<Option<AccumulatorItem>, StoreError> {
         let row = sqlx::query(
             "SELECT state, fences, version, emitted_version, closed FROM accumulators
@@ -118,11 +141,12 @@ impl SqliteStore {
                 markers.get(&key.window.kind).copied().flatten().is_some_and(|m| key.window.end() <= m);
             let closed = closed_by_marker || existing.as_ref().is_some_and(|i| i.closed);
             let step = update.apply_to(existing.as_ref(), closed);
-            report.late.extend(step.late);
             if !step.changed {
+                report.late.extend(step.late);
+                report.overflowing.extend(step.overflowing);
                 return Ok(());
             }
-            let (item, applied) = (step.item, step.samples_applied);
+            let (item, applied, overflowing) = (step.item, step.samples_applied, step.overflowing);
             let state = serde_json::to_string(&item.state).expect("state serializes");
             let fences = serde_json::to_string(&item.fences).expect("fences serialize");
             let written = match existing {
@@ -160,6 +184,7 @@ impl SqliteStore {
             if written == 1 {
                 report.items_written += 1;
                 report.samples_applied += applied;
+                report.overflowing.extend(overflowing);
                 return Ok(());
             }
             report.conflicts_retried += 1;
@@ -223,20 +248,43 @@ impl AccumulatorStore for SqliteStore {
     }
 
     async fn partition_progress(&self) -> Result<Vec<PartitionProgress>, StoreError> {
+        // Both sides of the outer join: a partition may have progress and no offsets (written
+        // before offsets were kept) or offsets and no progress (its first batch failed).
         let rows = sqlx::query(
-            "SELECT partition_key, max_event_micros, updated_at_micros FROM partition_progress ORDER BY partition_key",
+            "SELECT p.partition_key AS partition_key, p.max_event_micros, p.updated_at_micros,
+                    o.received_through, o.applied_through
+               FROM partition_progress p LEFT JOIN partition_offsets o USING (partition_key)
+             UNION ALL
+             SELECT o.partition_key, NULL, NULL, o.received_through, o.applied_through
+               FROM partition_offsets o
+              WHERE o.partition_key NOT IN (SELECT partition_key FROM partition_progress)
+             ORDER BY partition_key",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
+                let micros = |column: &str| -> Result<DateTime<Utc>, sqlx::Error> {
+                    Ok(r.try_get::<Option<i64>, _>(column)?.map(from_micros).unwrap_or(DateTime::UNIX_EPOCH))
+                };
+                let received: Option<i64> = r.try_get("received_through")?;
+                let applied: Option<i64> = r.try_get("applied_through")?;
                 Ok(PartitionProgress {
                     partition: r.try_get("partition_key")?,
-                    max_event_time: from_micros(r.try_get("max_event_micros")?),
-                    updated_at: from_micros(r.try_get("updated_at_micros")?),
+                    max_event_time: micros("max_event_micros")?,
+                    updated_at: micros("updated_at_micros")?,
+                    pending: received > applied,
                 })
             })
             .collect()
+    }
+
+    async fn note_received(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
+        self.raise_offsets("received_through", offsets).await
+    }
+
+    async fn note_applied(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
+        self.raise_offsets("applied_through", offsets).await
     }
 
     async fn advance_close_marker(

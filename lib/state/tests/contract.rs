@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use healthlake_core::{Window, WindowKind};
 use healthlake_state::{
-    AccumulatorKey, AccumulatorStore, AccumulatorUpdate, DynamoDbStore, PartitionContribution, PartitionProgress,
-    SampleRef, SqliteStore,
+    AccumulatorKey, AccumulatorStore, AccumulatorUpdate, DynamoDbStore, PartitionContribution, PartitionOffset,
+    PartitionProgress, SampleRef, SqliteStore,
 };
 use healthlake_testkit::AwsEmulator;
 
@@ -86,6 +86,40 @@ async fn closed_windows_refuse_and_report_late_samples(store: &dyn AccumulatorSt
     assert!(item(store, &later).await.is_none(), "closed items are not open");
 }
 
+/// A contribution whose merge would overflow the window's statistics is refused whole and
+/// reported; the window keeps its state and fence, and the stored state still reads back.
+async fn overflowing_merges_are_refused(store: &dyn AccumulatorStore) {
+    let k = key("poison", WindowKind::Daily, "2025-11-17T10:00:00Z");
+    // 1e154 squared is near the top of f64: any much larger value overflows the squared deviations.
+    store.merge(vec![update(&k, "t-0", &[(1, "2025-11-17T10:00:00Z", 1e154)])]).await.unwrap();
+    let r = store
+        .merge(vec![update(&k, "t-0", &[(2, "2025-11-17T11:00:00Z", 1e200), (3, "2025-11-17T12:00:00Z", 1.0)])])
+        .await
+        .unwrap();
+    let refused: Vec<i64> = r.overflowing.iter().map(|(_, s)| s.offset).collect();
+    assert_eq!(refused, vec![2, 3]);
+    assert_eq!(r.samples_applied, 0);
+    // Another partition's finite contribution in the same update still lands.
+    let mixed = AccumulatorUpdate {
+        key: k.clone(),
+        contributions: [
+            update(&k, "t-0", &[(4, "2025-11-17T13:00:00Z", f64::MAX)]).contributions,
+            update(&k, "t-1", &[(1, "2025-11-17T13:00:00Z", 5.0)]).contributions,
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    };
+    let r = store.merge(vec![mixed]).await.unwrap();
+    assert_eq!(r.overflowing.len(), 1);
+    assert_eq!(r.samples_applied, 1);
+    let stored = item(store, &k).await.expect("the item still reads back");
+    assert_eq!(stored.state.count, 2);
+    assert_eq!(stored.state.max, 1e154);
+    assert!(stored.state.is_finite());
+    assert_eq!(stored.fences, BTreeMap::from([("t-0".to_string(), 1), ("t-1".to_string(), 1)]));
+}
+
 async fn concurrent_writers_lose_nothing(store: Arc<dyn AccumulatorStore>, merges_per_task: i64) {
     let k = key("hot", WindowKind::Monthly, "2025-11-17T10:00:00Z");
     let mut tasks = Vec::new();
@@ -115,12 +149,33 @@ async fn watermarks_only_advance(store: &dyn AccumulatorStore) {
         partition: "t-9".into(),
         max_event_time: at(max),
         updated_at: at(upd),
+        pending: false,
     };
     store.advance_watermarks(&[p("2025-11-17T10:00:00Z", "2025-11-20T00:00:00Z")]).await.unwrap();
     store.advance_watermarks(&[p("2025-11-16T10:00:00Z", "2025-11-21T00:00:00Z")]).await.unwrap();
-    let got = store.partition_progress().await.unwrap().into_iter().find(|x| x.partition == "t-9").unwrap();
+    let progress = |partition: &'static str| async move {
+        store.partition_progress().await.unwrap().into_iter().find(|x| x.partition == partition).unwrap()
+    };
+    let got = progress("t-9").await;
     assert_eq!(got.max_event_time, at("2025-11-17T10:00:00Z"));
     assert_eq!(got.updated_at, at("2025-11-21T00:00:00Z"));
+    assert!(!got.pending);
+
+    // Received offsets above the applied ones are pending; both only move forward.
+    let offsets = |partition: &str, offset: i64| [PartitionOffset { partition: partition.into(), offset }];
+    store.note_received(&offsets("t-9", 40)).await.unwrap();
+    assert!(progress("t-9").await.pending);
+    store.note_applied(&offsets("t-9", 40)).await.unwrap();
+    store.note_received(&offsets("t-9", 30)).await.unwrap();
+    store.note_applied(&offsets("t-9", 20)).await.unwrap();
+    let got = progress("t-9").await;
+    assert!(!got.pending, "{got:?}");
+    assert_eq!(got.max_event_time, at("2025-11-17T10:00:00Z"), "offsets leave the event time alone");
+    // A partition whose very first batch failed: known, pending, at the start of time.
+    store.note_received(&offsets("t-8", 5)).await.unwrap();
+    let got = progress("t-8").await;
+    assert!(got.pending);
+    assert_eq!(got.max_event_time, DateTime::UNIX_EPOCH);
 }
 
 async fn emission_is_tracked_per_version(store: &dyn AccumulatorStore) {
@@ -160,6 +215,12 @@ async fn sqlite_fences() {
 async fn sqlite_closed_windows() {
     let (_d, s) = sqlite().await;
     closed_windows_refuse_and_report_late_samples(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_overflowing_merges() {
+    let (_d, s) = sqlite().await;
+    overflowing_merges_are_refused(s.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,6 +265,12 @@ async fn dynamodb_fences() {
 async fn dynamodb_closed_windows() {
     let (_m, s) = dynamodb(4).await;
     closed_windows_refuse_and_report_late_samples(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_overflowing_merges() {
+    let (_m, s) = dynamodb(4).await;
+    overflowing_merges_are_refused(s.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

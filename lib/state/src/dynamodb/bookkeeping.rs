@@ -12,7 +12,7 @@ use healthlake_core::time::{from_micros, to_micros};
 use super::DynamoDbStore;
 use super::codec::{n, s};
 use super::errors::{count, unavailable};
-use crate::{PartitionProgress, StoreError};
+use crate::{PartitionOffset, PartitionProgress, StoreError};
 
 impl DynamoDbStore {
     /// Sets a time attribute of a bookkeeping item to `value` unless it already holds a later
@@ -24,6 +24,12 @@ impl DynamoDbStore {
         attr: &str,
         value: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.raise_number(pk, sk, attr, to_micros(value)).await
+    }
+
+    /// Sets a numeric attribute of a bookkeeping item to `value` unless it already holds a
+    /// larger one.
+    pub(super) async fn raise_number(&self, pk: &str, sk: &str, attr: &str, value: i64) -> Result<(), StoreError> {
         count("UpdateItem");
         let result = self
             .client
@@ -34,7 +40,7 @@ impl DynamoDbStore {
             .update_expression("SET #a = :v")
             .condition_expression("attribute_not_exists(#a) OR #a < :v")
             .expression_attribute_names("#a", attr)
-            .expression_attribute_values(":v", n(to_micros(value)))
+            .expression_attribute_values(":v", n(value))
             .send()
             .await;
         match result {
@@ -73,20 +79,34 @@ impl DynamoDbStore {
         Ok(markers)
     }
 
+    /// Progress items; `pending` where a batch's received offset is above the applied one.
     pub(super) async fn progress_items(&self) -> Result<Vec<PartitionProgress>, StoreError> {
         let items = self.bookkeeping_items("progress").await?;
+        let number = |item: &HashMap<String, AttributeValue>, name: &str| {
+            item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
+        };
+        // An item may hold only offsets: its partition's first batch was received and failed.
         let micros = |item: &HashMap<String, AttributeValue>, name: &str| {
-            item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).map(from_micros)
+            number(item, name).map(from_micros).unwrap_or(DateTime::UNIX_EPOCH)
         };
         Ok(items
             .iter()
             .filter_map(|item| {
                 Some(PartitionProgress {
                     partition: item.get("sk")?.as_s().ok()?.clone(),
-                    max_event_time: micros(item, "max_event")?,
-                    updated_at: micros(item, "updated_at")?,
+                    max_event_time: micros(item, "max_event"),
+                    updated_at: micros(item, "updated_at"),
+                    pending: number(item, "received_through") > number(item, "applied_through"),
                 })
             })
             .collect())
+    }
+
+    /// Raises one offset attribute of each partition's progress item.
+    pub(super) async fn raise_offsets(&self, attr: &str, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
+        for o in offsets {
+            self.raise_number("progress", &o.partition, attr, o.offset).await?;
+        }
+        Ok(())
     }
 }

@@ -26,6 +26,9 @@ const TRANSACTION_PUTS: usize = 99;
 /// Transactions in flight at once (each up to 99 items).
 const GROUP_CONCURRENCY: usize = 4;
 
+/// An update, the item it was merged into as read, and the merge: one Put of a group transaction.
+type PlannedPut<'a> = (&'a AccumulatorUpdate, Option<AccumulatorItem>, MergeStep);
+
 impl DynamoDbStore {
     pub(super) async fn merge_updates(&self, updates: Vec<AccumulatorUpdate>) -> Result<MergeReport, StoreError> {
         let mut report = MergeReport::default();
@@ -40,8 +43,7 @@ impl DynamoDbStore {
         // kind (one call instead of one per item). A cancelled group, and every item that may be
         // closed or appears twice, take the one-item path with its conflict handling.
         let mut seen = std::collections::HashSet::new();
-        let mut by_kind: BTreeMap<WindowKind, Vec<(&AccumulatorUpdate, Option<AccumulatorItem>, MergeStep)>> =
-            BTreeMap::new();
+        let mut by_kind: BTreeMap<WindowKind, Vec<PlannedPut<'_>>> = BTreeMap::new();
         let mut one_by_one: Vec<(&AccumulatorUpdate, Option<AccumulatorItem>)> = Vec::new();
         for update in &updates {
             let item = existing.remove(&update.key);
@@ -55,6 +57,7 @@ impl DynamoDbStore {
             let step = update.apply_to(item.as_ref(), false);
             if !step.changed {
                 report.late.extend(step.late);
+                report.overflowing.extend(step.overflowing);
                 continue;
             }
             by_kind.entry(update.key.window.kind).or_default().push((update, item, step));
@@ -70,6 +73,7 @@ impl DynamoDbStore {
             if outcome? {
                 report.items_written += group.len();
                 report.samples_applied += group.iter().map(|(_, _, merged)| merged.samples_applied).sum::<usize>();
+                report.overflowing.extend(group.iter().flat_map(|(_, _, merged)| merged.overflowing.iter().cloned()));
             } else {
                 one_by_one.extend(group.iter().map(|(update, existing, _)| (*update, existing.clone())));
             }
@@ -85,13 +89,15 @@ impl DynamoDbStore {
             .collect();
         let mut results = futures::stream::iter(jobs).buffer_unordered(WRITE_CONCURRENCY);
         while let Some(result) = results.next().await {
-            let (applied, late, conflicts, written) = result?;
-            report.samples_applied += applied;
-            report.late.extend(late);
-            report.conflicts_retried += conflicts;
-            report.items_written += usize::from(written);
+            let one = result?;
+            report.samples_applied += one.samples_applied;
+            report.late.extend(one.late);
+            report.overflowing.extend(one.overflowing);
+            report.conflicts_retried += one.conflicts_retried;
+            report.items_written += one.items_written;
         }
         report.late.sort();
+        report.overflowing.sort();
         Ok(report)
     }
 
@@ -161,11 +167,7 @@ impl DynamoDbStore {
     /// of the kind's marker against the earliest window end among them. Returns false, having
     /// written nothing, when the transaction was cancelled (a lost race or a moved marker): the
     /// caller then merges those items one by one, which resolves both.
-    async fn put_group(
-        &self,
-        kind: WindowKind,
-        group: &[(&AccumulatorUpdate, Option<AccumulatorItem>, MergeStep)],
-    ) -> Result<bool, StoreError> {
+    async fn put_group(&self, kind: WindowKind, group: &[PlannedPut<'_>]) -> Result<bool, StoreError> {
         let earliest_end = group.iter().map(|(u, _, _)| u.key.window.end()).min().expect("a group is not empty");
         let mut request = self.client.transact_write_items().transact_items(
             TransactWriteItem::builder().condition_check(self.marker_check(kind, earliest_end)?).build(),
@@ -182,13 +184,13 @@ impl DynamoDbStore {
         }
     }
 
-    /// Read-merge-write of one item; returns (samples applied, late samples, conflicts retried).
+    /// Read-merge-write of one item; returns what it did as a report of its own.
     async fn merge_one(
         &self,
         update: &AccumulatorUpdate,
         mut existing: Option<AccumulatorItem>,
         marker: Option<DateTime<Utc>>,
-    ) -> Result<(usize, Vec<(AccumulatorKey, crate::SampleRef)>, usize, bool), StoreError> {
+    ) -> Result<MergeReport, StoreError> {
         let key = &update.key;
         let mut conflicts = 0;
         let mut marker_passed = marker.is_some_and(|m| key.window.end() <= m);
@@ -196,7 +198,12 @@ impl DynamoDbStore {
             let closed = marker_passed || existing.as_ref().is_some_and(|i| i.closed);
             let step = update.apply_to(existing.as_ref(), closed);
             if !step.changed {
-                return Ok((0, step.late, conflicts, false));
+                return Ok(MergeReport {
+                    late: step.late,
+                    overflowing: step.overflowing,
+                    conflicts_retried: conflicts,
+                    ..MergeReport::default()
+                });
             }
             let put = self.put_for(key, &step.item, existing.as_ref())?;
             let check = self.marker_check(key.window.kind, key.window.end())?;
@@ -209,7 +216,15 @@ impl DynamoDbStore {
                 .send()
                 .await;
             match result {
-                Ok(_) => return Ok((step.samples_applied, vec![], conflicts, true)),
+                Ok(_) => {
+                    return Ok(MergeReport {
+                        late: vec![],
+                        overflowing: step.overflowing,
+                        items_written: 1,
+                        samples_applied: step.samples_applied,
+                        conflicts_retried: conflicts,
+                    });
+                }
                 Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
                     let reasons = match e.err() {
                         TransactWriteItemsError::TransactionCanceledException(t) => t.cancellation_reasons().to_vec(),

@@ -7,7 +7,8 @@
 //!   `window_end`. Closing removes `gsi_pk`, so the `by_window` index holds open items only,
 //!   and sets `ttl` (seconds) so DynamoDB deletes closed state after STATE_TTL_DAYS.
 //! - close marker: `marker`, `<kind>`; `closed_through` (µs).
-//! - partition progress: `progress`, `<topic-partition>`; `max_event`, `updated_at` (µs).
+//! - partition progress: `progress`, `<topic-partition>`; `max_event`, `updated_at` (µs),
+//!   `received_through` / `applied_through` (the highest offset a batch carried / applied).
 //!
 //! A merge writes items with TransactWriteItems: a ConditionCheck that the kind's close marker is
 //! still before the windows' ends, and Puts conditional on the version read — up to 99 items of
@@ -31,7 +32,8 @@ use chrono::{DateTime, Utc};
 use healthlake_core::WindowKind;
 
 use crate::{
-    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionProgress, StoreError,
+    AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionOffset,
+    PartitionProgress, StoreError,
 };
 
 /// The sparse index of open accumulators, by window kind, shard and window end.
@@ -69,6 +71,14 @@ impl AccumulatorStore for DynamoDbStore {
 
     async fn partition_progress(&self) -> Result<Vec<PartitionProgress>, StoreError> {
         self.progress_items().await
+    }
+
+    async fn note_received(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
+        self.raise_offsets("received_through", offsets).await
+    }
+
+    async fn note_applied(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
+        self.raise_offsets("applied_through", offsets).await
     }
 
     async fn advance_close_marker(
