@@ -49,6 +49,7 @@ class Faults:
         """The fault for this request (None: forward it untouched) and whether it hits after forwarding."""
         with self.lock:
             self.counts["requests"] += 1
+            self.counts[f"requests:{service}"] = self.counts.get(f"requests:{service}", 0) + 1
             rate = self.args.burst_rate if self.in_burst() else self.args.base_rate
             if self.rng.random() >= rate:
                 return None, False
