@@ -116,7 +116,8 @@ impl FunctionInvoker for InvokeApiInvoker {
         let response = self
             .client
             .post(&url)
-            .json(&invocation.payload())
+            .header("Content-Type", "application/json")
+            .body(invocation.payload().to_string())
             .send()
             .await
             .map_err(|e| failure("Runner.InvokeUnreachable", format!("{url}: {e}")))?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use healthlake_core::generate::{ProducedRecord, WRITER_SCHEMAS};
 use healthlake_pipeline::config::SchemaRegistrySettings;
+use healthlake_pipeline::schema_source::registry_client;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::settings::KafkaSettings;
@@ -18,6 +19,8 @@ pub enum ProduceError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("registering writer schema {id} at {url}: {message}")]
     Register { id: u32, url: String, message: String },
+    #[error("schema registry client for {url}: {message}")]
+    RegistryClient { url: String, message: String },
     #[error("writing writer schema {path}: {message}")]
     SchemaFile { path: String, message: String },
 }
@@ -49,23 +52,25 @@ pub async fn register_writer_schemas(
                 ids.insert(id, id);
             }
         }
-        SchemaRegistrySettings::Http { url, basic_auth } => {
+        SchemaRegistrySettings::Http { url, basic_auth, extra_roots } => {
             // Confluent REST API: POST /subjects/{topic}-value/versions → {"id": N}; registering
             // a schema the subject already has returns its id.
-            let client = reqwest::Client::new();
+            let client = registry_client(extra_roots.as_ref())
+                .map_err(|e| ProduceError::RegistryClient { url: url.clone(), message: e.to_string() })?;
             let endpoint = format!("{}/subjects/{topic}-value/versions", url.trim_end_matches('/'));
             for (id, text) in WRITER_SCHEMAS {
                 let error = |message: String| ProduceError::Register { id, url: endpoint.clone(), message };
                 let mut request = client
                     .post(&endpoint)
                     .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                    .json(&serde_json::json!({ "schema": text }));
+                    .body(serde_json::json!({ "schema": text }).to_string());
                 if let Some((user, password)) = basic_auth {
                     request = request.basic_auth(user, Some(password));
                 }
                 let response = request.send().await.map_err(|e| error(e.to_string()))?;
                 let status = response.status();
-                let body: serde_json::Value = response.json().await.map_err(|e| error(e.to_string()))?;
+                let body = response.bytes().await.map_err(|e| error(e.to_string()))?;
+                let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| error(e.to_string()))?;
                 let given = body["id"]
                     .as_u64()
                     .filter(|_| status.is_success())

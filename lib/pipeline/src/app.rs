@@ -10,7 +10,7 @@ use crate::backfill::BackfillHandler;
 use crate::config::{Settings, StateStoreSettings};
 use crate::finalize::FinalizeHandler;
 use crate::ingest::IngestHandler;
-use crate::schema_source;
+use crate::schema_source::{self, SchemaSourceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -18,6 +18,8 @@ pub enum StartError {
     Lake(#[from] LakeError),
     #[error("opening the accumulator store: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    SchemaRegistry(#[from] SchemaSourceError),
 }
 
 /// The handlers over the adapters the settings choose (embedded or AWS).
@@ -36,7 +38,7 @@ impl App {
         let store = open_store(&settings.state).await?;
         let ingest = IngestHandler::new(
             settings.clone(),
-            schema_source::from_settings(&settings.schema_registry),
+            schema_source::from_settings(&settings.schema_registry)?,
             lake.clone(),
             store.clone(),
             clock.clone(),

@@ -51,7 +51,7 @@ impl IngestError {
     pub fn is_retryable(&self) -> bool {
         match self {
             IngestError::StrictModeRejected { .. } => false,
-            IngestError::SchemaSource(_) => true,
+            IngestError::SchemaSource(e) => e.is_retryable(),
             IngestError::Store(e) => e.is_retryable(),
             IngestError::Lake(e) => e.is_retryable(),
         }

@@ -603,7 +603,7 @@ async fn a_crash_between_effects_is_completed_by_the_redelivery() {
     let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
     let ingest = IngestHandler::new(
         h.app.settings.clone(),
-        schema_source::from_settings(&h.app.settings.schema_registry),
+        schema_source::from_settings(&h.app.settings.schema_registry).unwrap(),
         h.app.lake.clone(),
         crashing.clone(),
         h.clock.clone(),

@@ -4,6 +4,8 @@ pub const KAFKA_TOPIC: &str = "KAFKA_TOPIC";
 pub const SCHEMA_REGISTRY_URL: &str = "SCHEMA_REGISTRY_URL";
 pub const SCHEMA_REGISTRY_BASIC_AUTH_USER: &str = "SCHEMA_REGISTRY_BASIC_AUTH_USER";
 pub const SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD: &str = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD";
+/// PEM file of CA certificates the registry's TLS may chain to, besides the system's roots.
+pub const SCHEMA_REGISTRY_CA_FILE: &str = "SCHEMA_REGISTRY_CA_FILE";
 pub const ICEBERG_CATALOG_TYPE: &str = "ICEBERG_CATALOG_TYPE";
 pub const ICEBERG_CATALOG_NAME: &str = "ICEBERG_CATALOG_NAME";
 pub const ICEBERG_CATALOG_URI: &str = "ICEBERG_CATALOG_URI";

@@ -18,7 +18,7 @@ use healthlake_core::{ValidationRules, WindowKind};
 use healthlake_lake::{CatalogSettings, TableNames};
 
 pub use logging::LogFormat;
-pub use schema_registry::SchemaRegistrySettings;
+pub use schema_registry::{SchemaRegistrySettings, TrustedRoots};
 pub use state::StateStoreSettings;
 pub use values::{ConfigError, invalid, parse, value};
 
@@ -208,7 +208,8 @@ mod tests {
             s.schema_registry,
             SchemaRegistrySettings::Http {
                 url: "http://localhost:8081".into(),
-                basic_auth: Some(("u".into(), "p".into()))
+                basic_auth: Some(("u".into(), "p".into())),
+                extra_roots: None
             }
         );
         assert!(s.validation.strict_mode);
