@@ -8,6 +8,7 @@ mod overwrite;
 mod pointer;
 mod read;
 pub mod rows;
+mod storage;
 pub mod tables;
 mod writer;
 
