@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 
 use crate::LakeError;
 use crate::pointer::{GluePointer, MetadataPointer, SqlPointer};
+use crate::storage::CreateOnlyS3StorageFactory;
 use crate::tables::{TableKind, TableNames, definition};
 
 /// Which catalog holds the tables' metadata pointers.
@@ -106,21 +107,33 @@ impl std::fmt::Debug for Lakehouse {
     }
 }
 
-/// The storage layer for a warehouse location: local files, or S3 through OpenDAL.
-fn storage_factory(warehouse: &str) -> Result<Arc<dyn StorageFactory>, LakeError> {
-    if warehouse.starts_with("file://") {
-        Ok(Arc::new(LocalFsStorageFactory))
-    } else if warehouse.starts_with("s3://") || warehouse.starts_with("s3a://") || warehouse.is_empty() {
-        Ok(Arc::new(OpenDalStorageFactory::S3 { customized_credential_load: None }))
+/// Whether a location is on the local filesystem (else S3).
+fn is_local(location: &str) -> Result<bool, LakeError> {
+    if location.starts_with("file://") {
+        Ok(true)
+    } else if location.starts_with("s3://") || location.starts_with("s3a://") || location.is_empty() {
+        Ok(false)
     } else {
-        Err(LakeError::Config(format!("warehouse {warehouse:?} is neither file:// nor s3://")))
+        Err(LakeError::Config(format!("warehouse {location:?} is neither file:// nor s3://")))
     }
 }
 
+/// The storage layer of the tables: local files, or S3 creating objects only, so no write can
+/// replace a file a snapshot references ([`crate::storage`]).
+fn storage_factory(warehouse: &str) -> Result<Arc<dyn StorageFactory>, LakeError> {
+    if is_local(warehouse)? { Ok(Arc::new(LocalFsStorageFactory)) } else { Ok(Arc::new(CreateOnlyS3StorageFactory)) }
+}
+
 /// A FileIO for a location outside the tables (`file://` or `s3://`), with the same S3 settings
-/// the catalogs use; for files healthlake writes beside the lake (failed batches).
+/// the catalogs use; for files healthlake writes beside the lake (failed batches, which a retried
+/// send writes again under the same name, so these writes may overwrite).
 pub fn file_io_for(location: &str, s3: &S3Settings) -> Result<iceberg::io::FileIO, LakeError> {
-    Ok(iceberg::io::FileIOBuilder::new(storage_factory(location)?).with_props(s3.file_io_props()).build())
+    let factory: Arc<dyn StorageFactory> = if is_local(location)? {
+        Arc::new(LocalFsStorageFactory)
+    } else {
+        Arc::new(OpenDalStorageFactory::S3 { customized_credential_load: None })
+    };
+    Ok(iceberg::io::FileIOBuilder::new(factory).with_props(s3.file_io_props()).build())
 }
 
 /// Opens the SQL catalog (creating the sqlite file and the warehouse folder when missing), and

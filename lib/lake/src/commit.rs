@@ -1,11 +1,12 @@
 //! Appends that carry the consumed Kafka offsets in the snapshot summary.
 //!
-//! The newest snapshot of a table holds the full map topic-partition → last committed offset,
-//! merged forward on every commit. The iceberg crate's transaction retries a conflicting commit
+//! The map topic-partition → last committed offset is read from the newest snapshot in the
+//! ancestry that carries it ([`crate::offsets`]: other engines commit too) and merged forward
+//! into every commit. The iceberg crate's transaction retries a conflicting commit
 //! by re-applying the same action, which would write a stale offset map; so healthlake turns the
 //! crate's retry off and retries itself, re-reading and re-merging the map each time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +18,9 @@ use rand::Rng;
 
 use crate::LakeError;
 use crate::catalog::Lakehouse;
+// Re-exported so the overwrite path keeps its import while its retry loop is being reworked.
+pub(crate) use crate::offsets::carried_summary;
+use crate::offsets::committed_offsets;
 use crate::tables::TableKind;
 
 /// Snapshot summary key of the offset map (JSON object `{"topic-partition": offset}`).
@@ -33,18 +37,6 @@ pub struct AppendReport {
     pub bytes: u64,
     pub conflicts_retried: u32,
     pub snapshot_id: Option<i64>,
-}
-
-/// The offset map of the table's newest snapshot (empty for a new table).
-pub fn committed_offsets(table: &Table) -> Result<OffsetMap, LakeError> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return Ok(OffsetMap::new());
-    };
-    match snapshot.summary().additional_properties.get(OFFSETS_PROPERTY) {
-        None => Ok(OffsetMap::new()),
-        Some(json) => serde_json::from_str(json)
-            .map_err(|e| LakeError::CorruptOffsets { table: table.identifier().to_string(), reason: e.to_string() }),
-    }
 }
 
 impl Lakehouse {
@@ -113,23 +105,6 @@ impl Lakehouse {
         }
         Err(LakeError::CommitConflict { table: ident.to_string(), attempts: COMMIT_ATTEMPTS })
     }
-}
-
-/// The `healthlake.*` summary keys of the newest snapshot, for the next one: they live only on
-/// the newest snapshot, so every commit carries them all forward.
-pub(crate) fn carried_summary(table: &Table) -> HashMap<String, String> {
-    table
-        .metadata()
-        .current_snapshot()
-        .map(|s| {
-            s.summary()
-                .additional_properties
-                .iter()
-                .filter(|(k, _)| k.starts_with("healthlake."))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Commits `tx` as one attempt on exactly `base`: when the catalog's table is no longer `base`,

@@ -3,15 +3,18 @@
 
 mod catalog;
 mod commit;
+mod offsets;
 mod overwrite;
 mod pointer;
 mod read;
 pub mod rows;
+mod storage;
 pub mod tables;
 mod writer;
 
 pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings, file_io_for};
-pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base, committed_offsets};
+pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base};
+pub use offsets::committed_offsets;
 pub use overwrite::{KeyPart, RowKey, UpsertReport, key_columns, row_keys};
 pub use tables::{TableKind, TableNames};
 pub use writer::{DataFileSink, parquet_properties};
@@ -39,6 +42,12 @@ pub enum LakeError {
     ConcurrentWriter { table: String, partition: String, committed: i64, first: i64 },
     #[error("offset map in the snapshot summary of {table} does not parse: {reason}")]
     CorruptOffsets { table: String, reason: String },
+    #[error(
+        "{table}: the committed offset map is gone: snapshot {snapshot} carries none and its parent {parent} was \
+         expired; appending could duplicate rows, so an operator must restore the map (summary key \
+         healthlake.kafka-offsets) in a new snapshot"
+    )]
+    OffsetsLost { table: String, snapshot: i64, parent: i64 },
 }
 
 impl LakeError {
@@ -49,9 +58,11 @@ impl LakeError {
                     || matches!(e.kind(), iceberg::ErrorKind::CatalogCommitConflicts | iceberg::ErrorKind::Unexpected)
             }
             LakeError::CommitConflict { .. } | LakeError::ConcurrentWriter { .. } | LakeError::Catalog(_) => true,
-            LakeError::Arrow(_) | LakeError::Schema(_) | LakeError::Config(_) | LakeError::CorruptOffsets { .. } => {
-                false
-            }
+            LakeError::Arrow(_)
+            | LakeError::Schema(_)
+            | LakeError::Config(_)
+            | LakeError::CorruptOffsets { .. }
+            | LakeError::OffsetsLost { .. } => false,
         }
     }
 }

@@ -17,6 +17,7 @@ use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use rand::Rng;
 
 use crate::LakeError;
 
@@ -48,7 +49,7 @@ pub fn parquet_properties(props: &HashMap<String, String>) -> Result<WriterPrope
     Ok(builder.build())
 }
 
-/// Writes batches of one table into data files named `<prefix>-NNNNN.parquet`.
+/// Writes batches of one table into data files named `<prefix>-NNNNN-<attempt>.parquet`.
 pub struct DataFileSink {
     arrow_schema: SchemaRef,
     splitter: RecordBatchPartitionSplitter,
@@ -57,9 +58,13 @@ pub struct DataFileSink {
 }
 
 impl DataFileSink {
-    /// `file_prefix` must be unique per writer and deterministic for the same input: healthlake
-    /// derives it from the Kafka coordinates the files hold, so a retried batch rewrites its own
-    /// uncommitted files instead of adding new ones, and two batches never collide.
+    /// `file_prefix` says what the files hold (healthlake uses the Kafka coordinates, so a file
+    /// tells which batch wrote it); the sink adds a part of its own to every name. Two attempts
+    /// at the same batch can overlap (a redelivery during a rebalance) and must never write the
+    /// same path: the loser would replace a file the winner has committed, with other bytes
+    /// (each attempt stamps its own processing time) than its manifest entry describes. Commit
+    /// identity stays with the offsets in the snapshot summary, not with file names; an attempt
+    /// that loses leaves unreferenced files for orphan removal.
     pub fn new(table: &Table, file_prefix: &str) -> Result<Self, LakeError> {
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
@@ -76,7 +81,7 @@ impl DataFileSink {
             target_size,
             table.file_io().clone(),
             DefaultLocationGenerator::new(metadata)?,
-            DefaultFileNameGenerator::new(file_prefix.to_string(), None, DataFileFormat::Parquet),
+            DefaultFileNameGenerator::new(file_prefix.to_string(), Some(attempt_id()), DataFileFormat::Parquet),
         );
         let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
             schema,
@@ -103,4 +108,9 @@ impl DataFileSink {
     pub async fn close(self) -> Result<Vec<DataFile>, LakeError> {
         Ok(self.writer.close().await?)
     }
+}
+
+/// A name part unique to one writer: 64 random bits, so overlapping attempts never meet.
+fn attempt_id() -> String {
+    format!("{:016x}", rand::rng().random::<u64>())
 }

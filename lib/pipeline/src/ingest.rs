@@ -434,8 +434,10 @@ fn overflow_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> Error
     }
 }
 
-/// A data file name prefix derived from the Kafka coordinates the files hold: deterministic for
-/// the same records (a retry rewrites its own uncommitted files), distinct for any other batch.
+/// A data file name prefix from the Kafka coordinates the files hold, so a file tells which batch
+/// wrote it; the sink adds a part unique to each attempt, since overlapping attempts of the same
+/// batch must not write the same paths (the offsets in the snapshot summary, not the file
+/// names, decide what is committed).
 fn file_prefix(table: &str, consumed: &BTreeMap<String, (i64, i64)>) -> String {
     let coordinates: Vec<String> = consumed.iter().map(|(p, (a, b))| format!("{p}:{a}-{b}")).collect();
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, coordinates.join(",").as_bytes());

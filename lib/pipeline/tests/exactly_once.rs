@@ -768,7 +768,7 @@ async fn a_partition_whose_batches_fail_holds_the_watermark_through_the_outage()
     let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
     let ingest = IngestHandler::new(
         h.app.settings.clone(),
-        schema_source::from_settings(&h.app.settings.schema_registry),
+        schema_source::from_settings(&h.app.settings.schema_registry).unwrap(),
         h.app.lake.clone(),
         crashing.clone(),
         h.clock.clone(),
