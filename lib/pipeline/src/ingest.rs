@@ -10,27 +10,23 @@
 //! 4. append error rows (invalid, undecodable, late) the same way on the errors table;
 //! 5. advance per-partition watermarks (monotonic, so replays are harmless).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
-use healthlake_core::decode::{Decoder, WireValue, frame};
-use healthlake_core::record::{ErrorRecord, ErrorType, RawRecord, late_record_message};
+use healthlake_core::record::ErrorType;
 use healthlake_core::time::progress_bound;
-use healthlake_core::{Validator, Window, WindowKind};
 use healthlake_lake::{AppendReport, DataFileSink, LakeError, Lakehouse, TableKind, committed_offsets, rows};
-use healthlake_state::{
-    AccumulatorKey, AccumulatorStore, AccumulatorUpdate, PartitionContribution, PartitionOffset, PartitionProgress,
-    SampleRef, StoreError,
-};
-use tokio::sync::RwLock;
+use healthlake_state::{AccumulatorStore, PartitionOffset, PartitionProgress, SampleRef, StoreError};
 
 use crate::Clock;
 use crate::config::Settings;
+use crate::decoding::BatchDecoder;
 use crate::events::{InputRecord, records_of};
 use crate::metrics;
+use crate::partials::{accumulator_updates, late_row, late_samples, overflow_row, overflowing_samples};
 use crate::schema_source::{SchemaSource, SchemaSourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -76,21 +72,13 @@ pub struct IngestReport {
 }
 
 pub struct IngestHandler {
-    settings: Settings,
-    validator: Validator,
-    decoder: RwLock<Decoder>,
-    schemas: Box<dyn SchemaSource>,
+    decoder: BatchDecoder,
+    /// `WATERMARK_MAX_OUT_OF_ORDERNESS`: how far past its record timestamp a sample may move
+    /// its partition's event time.
+    max_out_of_orderness: chrono::Duration,
     lake: Arc<Lakehouse>,
     store: Arc<dyn AccumulatorStore>,
     clock: Clock,
-}
-
-/// One decoded record: its valid rows and its error rows.
-struct Processed {
-    raw: Vec<RawRecord>,
-    errors: Vec<ErrorRecord>,
-    /// The Kafka record's timestamp (processing time when it has none).
-    record_time: DateTime<Utc>,
 }
 
 impl IngestHandler {
@@ -102,71 +90,11 @@ impl IngestHandler {
         clock: Clock,
     ) -> Self {
         Self {
-            validator: Validator::new(settings.validation.clone()),
-            settings,
-            decoder: RwLock::new(Decoder::new()),
-            schemas,
+            decoder: BatchDecoder::new(&settings, schemas),
+            max_out_of_orderness: settings.max_out_of_orderness,
             lake,
             store,
             clock,
-        }
-    }
-
-    /// Fetches every writer schema the batch needs and the decoder does not know yet, once.
-    async fn resolve_schemas(&self, records: &[InputRecord]) -> Result<(), SchemaSourceError> {
-        let needed: BTreeSet<u32> = {
-            let decoder = self.decoder.read().await;
-            records
-                .iter()
-                .filter_map(|r| match r.value.as_deref().ok().map(frame) {
-                    Some(Ok(WireValue::Avro { schema_id, .. })) if !decoder.knows_schema(schema_id) => Some(schema_id),
-                    _ => None,
-                })
-                .collect()
-        };
-        for schema_id in needed {
-            if let Some(text) = self.schemas.fetch(schema_id).await? {
-                self.decoder.write().await.register_writer_schema(schema_id, &text);
-                metrics::schema_seen(schema_id);
-            }
-        }
-        Ok(())
-    }
-
-    fn process(&self, decoder: &Decoder, record: &InputRecord, now: DateTime<Utc>) -> Processed {
-        // Without a broker timestamp (never from the event source mapping) the wall clock is all
-        // there is to judge future skew against.
-        let record_time = record.timestamp.unwrap_or(now);
-        let decoded = match &record.value {
-            Err(reason) => Err((ErrorType::Deserialization, reason.clone())),
-            Ok(bytes) => decoder.decode(bytes).map_err(|e| (e.error_type(), e.to_string())),
-        };
-        match decoded {
-            Ok(payload) => {
-                let outcome = self.validator.process(&payload, &record.kafka, record_time, now);
-                Processed { raw: outcome.raw, errors: outcome.errors, record_time }
-            }
-            Err((error_type, message)) => Processed {
-                raw: vec![],
-                errors: vec![ErrorRecord {
-                    raw_payload: match &record.value {
-                        Ok(bytes) => match std::str::from_utf8(bytes) {
-                            Ok(text) => text.to_string(),
-                            Err(_) => record.encoded_value.clone(),
-                        },
-                        Err(_) => record.encoded_value.clone(),
-                    },
-                    error_type,
-                    error_message: message,
-                    error_timestamp: now,
-                    user_id: None,
-                    data_type: None,
-                    sample_id: None,
-                    processing_time: now,
-                    kafka: record.kafka.clone(),
-                }],
-                record_time,
-            },
         }
     }
 
@@ -183,76 +111,24 @@ impl IngestHandler {
         // watermark instead of looking idle.
         let batch_offsets = last_offsets(&records);
         self.store.note_received(&batch_offsets).await?;
-        self.resolve_schemas(&records).await?;
         let now = (self.clock)();
 
         // 1. Decode and validate.
-        let processed: Vec<Processed> = {
-            let decoder = self.decoder.read().await;
-            records.iter().map(|r| self.process(&decoder, r, now)).collect()
-        };
-        if self.settings.validation.strict_mode
-            && let Some(first) = processed.iter().flat_map(|p| &p.errors).next()
-        {
-            let rejected = processed.iter().filter(|p| !p.errors.is_empty()).count();
-            return Err(IngestError::StrictModeRejected {
-                rejected,
-                first: format!(
-                    "{} at {}:{}: {}",
-                    first.error_type,
-                    first.kafka.partition_key(),
-                    first.kafka.offset,
-                    first.error_message
-                ),
-            });
-        }
+        let processed = self.decoder.decode(&records, now).await?;
 
         // 2. Aggregate: pre-combine per (user, type, window) and partition, then merge.
-        let mut updates: BTreeMap<AccumulatorKey, BTreeMap<String, PartitionContribution>> = BTreeMap::new();
-        for p in &processed {
-            for (index, raw) in p.raw.iter().enumerate() {
-                let sample =
-                    SampleRef { partition: raw.kafka.partition_key(), offset: raw.kafka.offset, index: index as u32 };
-                for kind in WindowKind::ALL {
-                    let key = AccumulatorKey {
-                        user_id: raw.user_id.clone(),
-                        data_type: raw.data_type.clone(),
-                        window: Window::containing(kind, raw.start_date),
-                    };
-                    updates.entry(key).or_default().entry(sample.partition.clone()).or_default().add(
-                        sample.clone(),
-                        raw.start_date,
-                        raw.value,
-                    );
-                }
-            }
-        }
-        let merge = self
-            .store
-            .merge(updates.into_iter().map(|(key, contributions)| AccumulatorUpdate { key, contributions }).collect())
-            .await?;
+        let updates = accumulator_updates(&processed, |k| k.partition_key());
+        let merge = self.store.merge(updates).await?;
         report.samples_aggregated = merge.samples_applied;
         report.accumulator_items_written = merge.items_written;
         report.accumulator_conflicts_retried = merge.conflicts_retried;
-        let mut late: BTreeMap<SampleRef, Vec<Window>> = BTreeMap::new();
-        for (key, sample) in merge.late {
-            late.entry(sample).or_default().push(key.window);
-        }
-        for kind in WindowKind::ALL {
-            let n = late.values().filter(|ws| ws.iter().any(|w| w.kind == kind)).count();
-            if n > 0 {
-                metrics::record_late(kind, n as u64);
-            }
-        }
-        let mut overflowing: BTreeMap<SampleRef, Vec<Window>> = BTreeMap::new();
-        for (key, sample) in merge.overflowing {
-            overflowing.entry(sample).or_default().push(key.window);
-        }
+        let late = late_samples(merge.late);
+        let overflowing = overflowing_samples(merge.overflowing);
 
         let mut progress: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for p in &processed {
             for raw in &p.raw {
-                let bound = progress_bound(raw.start_date, p.record_time, self.settings.max_out_of_orderness);
+                let bound = progress_bound(raw.start_date, p.record_time, self.max_out_of_orderness);
                 let entry = progress.entry(raw.kafka.partition_key()).or_insert(bound);
                 *entry = (*entry).max(bound);
             }
@@ -402,36 +278,6 @@ fn last_offsets(records: &[InputRecord]) -> Vec<PartitionOffset> {
 
 fn above(committed: &healthlake_lake::OffsetMap, partition: &str, offset: i64) -> bool {
     committed.get(partition).is_none_or(|&c| offset > c)
-}
-
-/// A sample whose window(s) had closed: kept whole in the errors table so backfill can fold it in.
-fn late_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorRecord {
-    ErrorRecord {
-        raw_payload: serde_json::to_string(&raw).expect("raw rows serialize"),
-        error_type: ErrorType::LateRecord,
-        error_message: late_record_message(raw.start_date, windows),
-        error_timestamp: now,
-        user_id: Some(raw.user_id),
-        data_type: Some(raw.data_type),
-        sample_id: Some(raw.sample_id),
-        processing_time: now,
-        kafka: raw.kafka,
-    }
-}
-
-/// A sample whose merge would have made a window's statistics non-finite: an error row, and the
-/// windows keep what they had.
-fn overflow_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorRecord {
-    let keys: BTreeSet<String> = windows.iter().map(Window::key).collect();
-    ErrorRecord {
-        error_type: ErrorType::OutOfRange,
-        error_message: format!(
-            "value {:e} would make the statistics of {} non-finite; left out of those windows",
-            raw.value,
-            keys.into_iter().collect::<Vec<_>>().join(", ")
-        ),
-        ..late_row(raw, windows, now)
-    }
 }
 
 /// A data file name prefix from the Kafka coordinates the files hold, so a file tells which batch

@@ -5,11 +5,13 @@
 pub mod app;
 pub mod backfill;
 pub mod config;
+mod decoding;
 pub mod demo;
 pub mod events;
 pub mod finalize;
 pub mod ingest;
 pub mod metrics;
+mod partials;
 pub mod schema_source;
 
 use std::sync::Arc;

@@ -1,0 +1,95 @@
+//! A batch's valid samples as pre-combined partial aggregates for the accumulator store, and the
+//! samples the store refused because their window had closed (late rows); shared by ingest and
+//! replay.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use healthlake_core::record::{ErrorRecord, ErrorType, RawRecord, late_record_message};
+use healthlake_core::{KafkaCoordinates, Window, WindowKind};
+use healthlake_state::{AccumulatorKey, AccumulatorUpdate, PartitionContribution, SampleRef};
+
+use crate::decoding::Processed;
+use crate::metrics;
+
+/// The accumulator updates of the valid samples, pre-combined per (user, type, window) and fence
+/// key. `fence_key` names the offset fence a record's samples are applied under (the record's
+/// topic-partition for ingest).
+pub(crate) fn accumulator_updates(
+    processed: &[Processed],
+    fence_key: impl Fn(&KafkaCoordinates) -> String,
+) -> Vec<AccumulatorUpdate> {
+    let mut updates: BTreeMap<AccumulatorKey, BTreeMap<String, PartitionContribution>> = BTreeMap::new();
+    for p in processed {
+        for (index, raw) in p.raw.iter().enumerate() {
+            let sample = SampleRef { partition: fence_key(&raw.kafka), offset: raw.kafka.offset, index: index as u32 };
+            for kind in WindowKind::ALL {
+                let key = AccumulatorKey {
+                    user_id: raw.user_id.clone(),
+                    data_type: raw.data_type.clone(),
+                    window: Window::containing(kind, raw.start_date),
+                };
+                updates.entry(key).or_default().entry(sample.partition.clone()).or_default().add(
+                    sample.clone(),
+                    raw.start_date,
+                    raw.value,
+                );
+            }
+        }
+    }
+    updates.into_iter().map(|(key, contributions)| AccumulatorUpdate { key, contributions }).collect()
+}
+
+/// The closed windows of each late sample, counted in `late_records`.
+pub(crate) fn late_samples(refused: Vec<(AccumulatorKey, SampleRef)>) -> BTreeMap<SampleRef, Vec<Window>> {
+    let mut late: BTreeMap<SampleRef, Vec<Window>> = BTreeMap::new();
+    for (key, sample) in refused {
+        late.entry(sample).or_default().push(key.window);
+    }
+    for kind in WindowKind::ALL {
+        let n = late.values().filter(|ws| ws.iter().any(|w| w.kind == kind)).count();
+        if n > 0 {
+            metrics::record_late(kind, n as u64);
+        }
+    }
+    late
+}
+
+/// A sample whose window(s) had closed: kept whole in the errors table so backfill can fold it in.
+pub(crate) fn late_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorRecord {
+    ErrorRecord {
+        raw_payload: serde_json::to_string(&raw).expect("raw rows serialize"),
+        error_type: ErrorType::LateRecord,
+        error_message: late_record_message(raw.start_date, windows),
+        error_timestamp: now,
+        user_id: Some(raw.user_id),
+        data_type: Some(raw.data_type),
+        sample_id: Some(raw.sample_id),
+        processing_time: now,
+        kafka: raw.kafka,
+    }
+}
+
+/// The windows that refused each sample because its merge would have left non-finite statistics.
+pub(crate) fn overflowing_samples(refused: Vec<(AccumulatorKey, SampleRef)>) -> BTreeMap<SampleRef, Vec<Window>> {
+    let mut overflowing: BTreeMap<SampleRef, Vec<Window>> = BTreeMap::new();
+    for (key, sample) in refused {
+        overflowing.entry(sample).or_default().push(key.window);
+    }
+    overflowing
+}
+
+/// A sample whose merge would have made a window's statistics non-finite: an error row, and the
+/// windows keep what they had.
+pub(crate) fn overflow_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorRecord {
+    let keys: std::collections::BTreeSet<String> = windows.iter().map(Window::key).collect();
+    ErrorRecord {
+        error_type: ErrorType::OutOfRange,
+        error_message: format!(
+            "value {:e} would make the statistics of {} non-finite; left out of those windows",
+            raw.value,
+            keys.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        ..late_row(raw, windows, now)
+    }
+}
