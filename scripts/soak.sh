@@ -9,13 +9,15 @@
 #   SOAK_AWS=1 scripts/soak.sh            Glue + S3 + DynamoDB on the emulator (slower: moto
 #                                         answers one request at a time)
 #
-# SOAK_RECORDS (default 230,000 records ≈ 1,000,000 samples), SOAK_PARTITIONS (6),
+# SOAK_RECORDS (default 230,000 records ≈ 1,000,000 samples), SOAK_PARTITIONS (6), SOAK_PROFILE
+# (release; `dev` uses the debug build the tests made),
 # SOAK_KILL_MIN / SOAK_KILL_MAX (20 / 60 s), SOAK_BROKER_RESTART_AT (the 3rd kill).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 source scripts/local-server.sh
-healthlake="$CARGO_TARGET_DIR/release/healthlake"
+profile="${SOAK_PROFILE:-release}"
+healthlake="$CARGO_TARGET_DIR/$([[ $profile == dev ]] && echo debug || echo release)/healthlake"
 work=$(mktemp -d)
 kafka_port=$(free_port)
 aws_port=""
@@ -34,7 +36,7 @@ kill_min="${SOAK_KILL_MIN:-20}"
 kill_max="${SOAK_KILL_MAX:-60}"
 restart_at="${SOAK_BROKER_RESTART_AT:-3}"
 
-cargo build --release -p healthlake --locked
+if [[ "$profile" == release ]]; then cargo build --release -p healthlake --locked; else cargo build -p healthlake --locked; fi
 export KAFKA_TOPIC="health-data-soak-$$" HEALTHLAKE_TOPIC_PARTITIONS=$partitions KAFKA_GROUP_ID=soak
 export SCHEMA_REGISTRY_URL="file://$work/schemas" LOG_LEVEL=WARNING LOG_FORMAT=text METRICS_ENABLED=false
 export KAFKA_DATA_DIR="$work/kafka"
@@ -57,6 +59,7 @@ echo "produced in $(( $(date +%s) - start )) s"
 
 runner_args=(--batch-size 1000 --batching-window 1 --finalize-every 30 --exit-when-idle 15)
 kills=0
+failures=0
 start=$(date +%s)
 while true; do
   "$healthlake" local "${runner_args[@]}" >>"$work/runner.log" 2>&1 &
@@ -69,9 +72,16 @@ while true; do
   if ! kill -0 "$runner_pid" 2>/dev/null; then
     wait "$runner_pid" && status=0 || status=$?
     runner_pid=""
-    [[ $status -eq 0 ]] || { echo "the runner failed ($status); its log:"; tail -50 "$work/runner.log"; exit 1; }
-    echo "drained after $kills kills"
-    break
+    if [[ $status -eq 0 ]]; then
+      echo "drained after $kills kills"
+      break
+    fi
+    # As the event source mapping would, start again (the broker may be restarting).
+    failures=$(( failures + 1 ))
+    echo "the runner stopped with status $status; restarting"
+    [[ $failures -lt 20 ]] || { echo "the runner keeps failing; its log:"; tail -50 "$work/runner.log"; exit 1; }
+    sleep 2
+    continue
   fi
   kill -9 "$runner_pid"
   wait "$runner_pid" 2>/dev/null || true
@@ -80,6 +90,8 @@ while true; do
   echo "kill $kills after ${delay} s ($(( $(date +%s) - start )) s in)"
   if [[ $kills -eq $restart_at ]]; then
     bash scripts/kafka-broker.sh stop "$kafka_port"
+    # The old broker must be gone (its port free) before the new one starts on the same data.
+    while (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null; do sleep 0.2; done
     eval "$(bash scripts/kafka-broker.sh start "$kafka_port")"
     echo "broker restarted"
   fi

@@ -130,6 +130,10 @@ impl Decoder {
             }
             Some(WriterSchema::Readable(schema)) => schema,
         };
+        // apache-avro reserves what length prefixes claim before reading: hold them against
+        // the body first. Its own process-wide `max_allocation_bytes` is left alone: it would
+        // not bound block counts or nesting, and it also governs iceberg's manifest reading.
+        crate::avro_bounds::check(writer, body).map_err(|e| DecodeError::Avro { schema_id, reason: e.to_string() })?;
         let mut reader = body;
         let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&self.reader))
             .map_err(|e| DecodeError::Avro { schema_id, reason: e.to_string() })?;

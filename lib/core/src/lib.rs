@@ -5,6 +5,7 @@
 //! registries) live in sibling crates and depend on this one, never the other way round.
 
 pub mod aggregate;
+mod avro_bounds;
 pub mod decode;
 pub mod generate;
 pub mod payload;

@@ -121,4 +121,97 @@ mod tests {
         assert!(read[0].value.is_err());
         assert_eq!(read[0].timestamp, Some("2023-11-14T22:13:20Z".parse().unwrap()));
     }
+
+    mod fuzz {
+        use std::collections::BTreeSet;
+
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::*;
+
+        /// A record as an event may carry it: Kafka's own ranges for partitions (an i32 on the
+        /// wire), whole-millisecond timestamps (see below), anything for the rest, values
+        /// base64 or not.
+        fn record_json() -> impl Strategy<Value = Value> {
+            let timestamp = prop_oneof![
+                (0i64..4_102_444_800_000).prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                Just(Value::from("soon")),
+            ];
+            let value = prop::option::of(prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..64).prop_map(|b| BASE64.encode(b)),
+                ".{0,24}",
+            ]);
+            (
+                prop::option::of("[a-z.-]{0,8}"),
+                prop_oneof![0i64..4, any::<i32>().prop_map(i64::from)],
+                prop_oneof![0i64..8, any::<i64>()],
+                timestamp,
+                value,
+            )
+                .prop_map(|(topic, partition, offset, timestamp, value)| {
+                    json!({"topic": topic, "partition": partition, "offset": offset, "timestamp": timestamp,
+                        "timestampType": "CREATE_TIME", "key": null, "value": value, "headers": []})
+                })
+        }
+
+        fn event_json() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::btree_map("[a-z]{0,3}-[0-9]{1,2}", prop::collection::vec(record_json(), 0..6), 0..4)
+                .prop_map(|groups| {
+                    serde_json::to_vec(&json!({"eventSource": "aws:kafka", "records": groups})).expect("serializes")
+                })
+        }
+
+        /// `records_of` over whatever the runtime managed to parse: every distinct coordinate
+        /// once, in order, and each value its bytes or a reason for its error row.
+        fn check_records(event: &KafkaEvent) -> Result<(), TestCaseError> {
+            let mut distinct = BTreeSet::new();
+            let mut sent = std::collections::HashMap::new();
+            for (group, records) in &event.records {
+                for r in records {
+                    let topic = r.topic.clone().unwrap_or_else(|| topic_of_group(group, r.partition));
+                    let coordinates = (topic, r.partition as i32, r.offset);
+                    sent.entry(coordinates.clone()).or_insert_with(Vec::new).push(r.value.clone());
+                    distinct.insert(coordinates);
+                }
+            }
+            let read = records_of(event);
+            prop_assert_eq!(read.len(), distinct.len());
+            prop_assert!(read.windows(2).all(|w| w[0].kafka < w[1].kafka));
+            for r in &read {
+                let key = (r.kafka.topic.clone(), r.kafka.partition, r.kafka.offset);
+                let values = &sent[&key];
+                match &r.value {
+                    Ok(bytes) => {
+                        prop_assert!(values.iter().flatten().any(|v| BASE64.decode(v).ok().as_ref() == Some(bytes)))
+                    }
+                    Err(reason) => prop_assert!(!reason.is_empty()),
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn any_event_yields_each_record_once_with_its_value_or_a_reason(json in event_json()) {
+                // Values the runtime refuses (a timestamp out of range) never reach the handler.
+                if let Ok(event) = serde_json::from_slice::<KafkaEvent>(&json) {
+                    check_records(&event)?;
+                }
+            }
+        }
+
+        /// aws_lambda_events asserts (panics) on a fractional millisecond timestamp while the
+        /// runtime deserializes the event, outside lambda_runtime's panic guard. The mapping
+        /// sends whole milliseconds; a hand-made event does not have to. This pins the upstream
+        /// behaviour so the day it changes is noticed.
+        #[test]
+        #[should_panic(expected = "assertion `left == right` failed")]
+        fn a_fractional_timestamp_panics_inside_aws_lambda_events() {
+            let json = r#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":1,
+                "timestamp":1700000000000.5,"timestampType":"CREATE_TIME","key":null,"value":"","headers":[]}]}}"#;
+            let _ = serde_json::from_str::<KafkaEvent>(json);
+        }
+    }
 }
