@@ -17,11 +17,22 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use healthlake_core::WindowKind;
 
-/// Errors of a store. Retryable ones fail the batch so that it is delivered again.
+/// Errors of a store. Retryable ones fail the batch so that it is delivered again; permanent ones
+/// fail it for good (a redelivery would fail the same way). For DynamoDB the line is drawn by the
+/// AWS error code ([`healthlake_core::classify_aws_error`]), never by the message.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No answer (timeout, connection, I/O) or the embedded store's database failed: retryable.
     #[error("accumulator store unavailable: {0}")]
     Unavailable(String),
+    /// The service answered with a code that may pass later (throttling, a conflict with a
+    /// concurrent transaction, a fault on its side), after the SDK's own retries.
+    #[error("accumulator store: {operation} failed with {code} (retryable): {message}")]
+    Transient { operation: &'static str, code: String, message: String },
+    /// The service refused the request for good: access denied, an invalid request, a missing
+    /// table or index.
+    #[error("accumulator store: {operation} refused with {code}: {message}")]
+    Refused { operation: &'static str, code: String, message: String },
     #[error("conditional write on {key} kept conflicting after {attempts} attempts")]
     ConflictRetriesExhausted { key: String, attempts: u32 },
     #[error("stored item {key} is corrupt: {reason}")]
@@ -30,7 +41,12 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StoreError::Corrupt { .. })
+        match self {
+            StoreError::Unavailable(_) | StoreError::Transient { .. } | StoreError::ConflictRetriesExhausted { .. } => {
+                true
+            }
+            StoreError::Refused { .. } | StoreError::Corrupt { .. } => false,
+        }
     }
 }
 

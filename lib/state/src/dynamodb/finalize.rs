@@ -10,7 +10,7 @@ use healthlake_core::time::to_micros;
 use healthlake_core::{Window, WindowKind};
 
 use super::codec::{acc_pk, item_from, n, s};
-use super::errors::{count, unavailable};
+use super::errors::{count, request_failed};
 use super::{DynamoDbStore, INDEX, WRITE_CONCURRENCY};
 use crate::{AccumulatorItem, AccumulatorKey, StoreError};
 
@@ -36,7 +36,7 @@ impl DynamoDbStore {
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| request_failed("Query", e))?;
                 for attrs in out.items() {
                     let field = |name: &str| attrs.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
                     let window = Window::from_key(&field("sk")).ok_or_else(|| StoreError::Corrupt {
@@ -115,7 +115,7 @@ impl DynamoDbStore {
             match result {
                 Ok(_) => {}
                 Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
-                Err(e) => return Err(unavailable(e)),
+                Err(e) => return Err(request_failed("UpdateItem", e)),
             }
         }
         Ok(())

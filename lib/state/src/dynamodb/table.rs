@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
-use super::errors::{count, unavailable};
+use super::errors::{count, request_failed};
 use super::{DynamoDbStore, INDEX};
 use crate::StoreError;
 
@@ -41,7 +41,7 @@ impl DynamoDbStore {
             )
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| request_failed("CreateTable", e))?;
         Ok(())
     }
 }
