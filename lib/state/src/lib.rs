@@ -88,14 +88,33 @@ pub trait AccumulatorStore: Send + Sync {
         Ok(marker.filter(|m| *m > DateTime::UNIX_EPOCH))
     }
 
-    /// Open (not yet closed) items of `kind` whose window ends at or before `end_at_or_before`.
-    /// Finalize asks for those behind the watermark: the ones to emit or re-emit, and the ones
-    /// to close.
+    /// The keys of open items of `kind` whose window ends at or before `end_at_or_before`, as an
+    /// index lists them. The index may lag the items (DynamoDB's is eventually consistent): it
+    /// may still list an item closed a moment ago or miss one just written, and it carries no
+    /// statistics. Read the items with [`AccumulatorStore::read_items`] before acting on them.
+    async fn open_keys(
+        &self,
+        kind: WindowKind,
+        end_at_or_before: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorKey>, StoreError>;
+
+    /// The items under `keys` as they are now (strongly consistent reads), in key order; keys
+    /// with no item (expired) are left out.
+    async fn read_items(&self, keys: &[AccumulatorKey]) -> Result<Vec<AccumulatorItem>, StoreError>;
+
+    /// Open (not yet closed) items of `kind` whose window ends at or before `end_at_or_before`:
+    /// the index's keys, read again consistently. Finalize asks for those behind the watermark:
+    /// the ones to emit or re-emit, and the ones to close.
     async fn open_items(
         &self,
         kind: WindowKind,
         end_at_or_before: DateTime<Utc>,
-    ) -> Result<Vec<AccumulatorItem>, StoreError>;
+    ) -> Result<Vec<AccumulatorItem>, StoreError> {
+        let keys = self.open_keys(kind, end_at_or_before).await?;
+        let mut items = self.read_items(&keys).await?;
+        items.retain(|item| !item.closed);
+        Ok(items)
+    }
 
     /// Records that the statistics of each item at the given version were written to the
     /// aggregate table (`emitted_version` only moves forward). Does not change `version`, so
@@ -103,6 +122,13 @@ pub trait AccumulatorStore: Send + Sync {
     /// back the older `emitted_version`, which costs one needless (idempotent) re-emission.
     async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError>;
 
-    /// Marks items closed (after their rows were emitted); they expire after the state TTL.
-    async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Closes each item if it still is at the given version (the one whose statistics were
+    /// emitted), and sets it to expire after the state TTL. An item whose version moved since is
+    /// left open and returned: the aggregate table lacks its newer statistics, and the next round
+    /// emits it again. An item already closed, or gone, counts as closed.
+    async fn mark_closed(
+        &self,
+        closes: &[(AccumulatorKey, i64)],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorKey>, StoreError>;
 }

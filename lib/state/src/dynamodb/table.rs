@@ -35,7 +35,15 @@ impl DynamoDbStore {
                     .index_name(INDEX)
                     .key_schema(key("gsi_pk", KeyType::Hash))
                     .key_schema(key("gsi_sk", KeyType::Range))
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    // Finalize re-reads the items themselves; the index only names them. With
+                    // ALL, every merge's write would be copied whole into the index too.
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .non_key_attributes("user_id")
+                            .non_key_attributes("data_type")
+                            .build(),
+                    )
                     .build()
                     .expect("index"),
             )
