@@ -11,9 +11,10 @@
 //! - a schedule invokes finalize for every window kind, like the EventBridge Scheduler schedules.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use healthlake_core::WindowKind;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -251,47 +252,64 @@ impl Runner {
     ) -> Result<bool, RunnerError> {
         let bootstrap = &self.settings.kafka.brokers;
         let invocation = Invocation::Ingest(batch.event(bootstrap));
-        let mut attempt: u32 = 0;
-        let mut backoff = self.settings.retry_backoff;
         let started = Instant::now();
-        loop {
-            attempt += 1;
-            match self.invoker.invoke(&invocation).await {
-                Ok(response) => {
-                    count_response(&response, report);
-                    metrics::counter!("event_source_batches", "outcome" => "succeeded").increment(1);
-                    info!(
-                        records = batch.len(),
-                        partitions = batch.offsets_to_commit().len(),
-                        closed = ?closed,
-                        attempt,
-                        millis = started.elapsed().as_millis() as u64,
-                        %response,
-                        "batch ingested"
-                    );
-                    break;
+        let attempts = AtomicU32::new(0);
+        let (attempts, stopping, invocation_ref) = (&attempts, &*stop, &invocation);
+        // A flush on stop still delivers the batch once; only its retries give way to the stop.
+        let invoke = move || async move {
+            if attempts.load(Ordering::Relaxed) > 0 && *stopping.borrow() {
+                return Err(Undelivered::Stopping);
+            }
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.invoker.invoke(invocation_ref).await.map_err(Undelivered::Failed)
+        };
+        // A stop cuts the wait short; the next attempt then sees it and gives up.
+        let stop_waiting = stop.clone();
+        let wait = move |delay: Duration| {
+            let mut stop = stop_waiting.clone();
+            async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => {}
                 }
-                Err(failure) => {
-                    report.invocations_failed += 1;
-                    metrics::counter!("event_source_invocations_failed", "error_type" => failure.error_type.clone())
-                        .increment(1);
-                    let exhausted = self.settings.maximum_retry_attempts.is_some_and(|max| attempt > max);
-                    if exhausted {
-                        self.send_to_destination(batch, invocation, attempt, &failure).await?;
-                        report.batches_sent_to_destination += 1;
-                        metrics::counter!("event_source_batches", "outcome" => "sent_to_destination").increment(1);
-                        break;
-                    }
-                    warn!(attempt, error = %failure, retry_in_ms = backoff.as_millis() as u64, "invocation failed; retrying the batch");
-                    if *stop.borrow() {
-                        return Ok(false);
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => return Ok(false),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        };
+        let outcome = invoke
+            .retry(invocation_backoff(&self.settings))
+            .sleep(wait)
+            .when(|e| matches!(e, Undelivered::Failed(_)) && !*stopping.borrow())
+            .notify(|e, delay| {
+                if let Undelivered::Failed(failure) = e {
+                    count_failure(failure, report);
+                    let attempt = attempts.load(Ordering::Relaxed);
+                    warn!(attempt, error = %failure, retry_in_ms = delay.as_millis() as u64, "invocation failed; retrying the batch");
                 }
+            })
+            .await;
+        let attempt = attempts.load(Ordering::Relaxed);
+        match outcome {
+            Ok(response) => {
+                count_response(&response, report);
+                metrics::counter!("event_source_batches", "outcome" => "succeeded").increment(1);
+                info!(
+                    records = batch.len(),
+                    partitions = batch.offsets_to_commit().len(),
+                    closed = ?closed,
+                    attempt,
+                    millis = started.elapsed().as_millis() as u64,
+                    %response,
+                    "batch ingested"
+                );
+            }
+            Err(Undelivered::Stopping) => return Ok(false),
+            Err(Undelivered::Failed(failure)) => {
+                count_failure(&failure, report);
+                if *stopping.borrow() {
+                    return Ok(false);
+                }
+                self.send_to_destination(batch, invocation, attempt, &failure).await?;
+                report.batches_sent_to_destination += 1;
+                metrics::counter!("event_source_batches", "outcome" => "sent_to_destination").increment(1);
             }
         }
         report.batches += 1;
@@ -333,23 +351,55 @@ impl Runner {
         for ((topic, partition), next) in &offsets {
             list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
         }
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1..=10 {
-            match tokio::task::block_in_place(|| consumer.commit(&list, CommitMode::Sync)) {
-                Ok(()) => {
-                    record_positions(consumer, &offsets);
-                    return Ok(());
-                }
-                Err(e) => {
-                    warn!(attempt, error = %e, "offset commit failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+        let commit = || async { tokio::task::block_in_place(|| consumer.commit(&list, CommitMode::Sync)) };
+        let committed = commit
+            .retry(commit_backoff())
+            .notify(
+                |e, delay| warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "offset commit failed; retrying"),
+            )
+            .await;
+        match committed {
+            Ok(()) => record_positions(consumer, &offsets),
+            Err(e) => {
+                warn!(error = %e, "offsets not committed after every retry; the batch will be redelivered and skipped by ingest")
             }
         }
-        warn!("offsets not committed after 10 attempts; the batch will be redelivered and skipped by ingest");
         Ok(())
     }
+}
+
+/// Why a batch was not delivered (yet).
+enum Undelivered {
+    Failed(InvokeFailure),
+    /// Asked to stop while the batch was still failing: it is redelivered next time.
+    Stopping,
+}
+
+/// Lambda's retries of a failing batch: the configured first delay, doubled per retry up to
+/// 30 s, `MaximumRetryAttempts` retries (unbounded when -1).
+fn invocation_backoff(settings: &RunnerSettings) -> ExponentialBuilder {
+    let builder = ExponentialBuilder::default()
+        .with_min_delay(settings.retry_backoff)
+        .with_max_delay(Duration::from_secs(30))
+        .with_factor(2.0);
+    match settings.maximum_retry_attempts {
+        Some(retries) => builder.with_max_times(retries as usize),
+        None => builder.without_max_times(),
+    }
+}
+
+/// Offset commits while the broker is unreachable: ten attempts, 200 ms doubling up to 5 s.
+fn commit_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_max_times(9)
+}
+
+fn count_failure(failure: &InvokeFailure, report: &mut RunReport) {
+    report.invocations_failed += 1;
+    metrics::counter!("event_source_invocations_failed", "error_type" => failure.error_type.clone()).increment(1);
 }
 
 /// `kafka_consumer_committed_offset`, `kafka_consumer_offset` and `kafka_consumer_lag` for the

@@ -7,20 +7,18 @@
 //! crate's retry off and retries itself, re-reading and re-merging the map each time.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::Retryable;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, ErrorKind, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent};
-use rand::Rng;
 
 use crate::LakeError;
 use crate::catalog::Lakehouse;
-// Re-exported so the overwrite path keeps its import while its retry loop is being reworked.
-pub(crate) use crate::offsets::carried_summary;
-use crate::offsets::committed_offsets;
+use crate::offsets::{carried_summary, committed_offsets};
+use crate::retry::commit_backoff;
 use crate::tables::TableKind;
 
 /// Snapshot summary key of the offset map (JSON object `{"topic-partition": offset}`).
@@ -62,19 +60,22 @@ impl Lakehouse {
             bytes: files.iter().map(|f| f.file_size_in_bytes()).sum(),
             ..AppendReport::default()
         };
-        for attempt in 1..=COMMIT_ATTEMPTS {
-            let table = self.table(kind).await?;
-            let mut offsets = committed_offsets(&table)?;
+        // One attempt: re-read the table and its offset map, re-merge, commit on exactly that
+        // version. A lost race is retried after a jittered backoff; anything else ends here.
+        let (ident, files) = (&ident, &files);
+        let attempt = move || async move {
+            let table = self.table(kind).await.map_err(Attempt::Failed)?;
+            let mut offsets = committed_offsets(&table).map_err(Attempt::Failed)?;
             for (partition, (first, last)) in consumed {
                 if let Some(&committed) = offsets.get(partition)
                     && committed >= *first
                 {
-                    return Err(LakeError::ConcurrentWriter {
+                    return Err(Attempt::Failed(LakeError::ConcurrentWriter {
                         table: ident.to_string(),
                         partition: partition.clone(),
                         committed,
                         first: *first,
-                    });
+                    }));
                 }
                 offsets.insert(partition.clone(), *last);
             }
@@ -87,23 +88,57 @@ impl Lakehouse {
                 .with_check_duplicate(false)
                 .add_data_files(files.clone())
                 .set_snapshot_properties(summary)
-                .apply(tx)?;
+                .apply(tx)
+                .map_err(|e| Attempt::Failed(e.into()))?;
             match commit_on_base(self.catalog(), &table, tx).await {
-                Ok(committed) => {
-                    report.snapshot_id = committed.metadata().current_snapshot_id();
-                    return Ok(report);
-                }
-                Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts && attempt < COMMIT_ATTEMPTS => {
-                    report.conflicts_retried += 1;
-                    let base = 50u64 << attempt.min(6);
-                    let jitter = rand::rng().random_range(0..=base);
-                    tracing::debug!(table = %ident, attempt, "commit conflict, retrying");
-                    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
-                }
-                Err(e) => return Err(e.into()),
+                Ok(committed) => Ok(committed.metadata().current_snapshot_id()),
+                Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => Err(Attempt::Conflict),
+                Err(e) => Err(Attempt::Failed(e.into())),
             }
+        };
+        let committed = attempt
+            .retry(commit_backoff(COMMIT_ATTEMPTS))
+            .when(|e| matches!(e, Attempt::Conflict))
+            .notify(|_, wait| {
+                report.conflicts_retried += 1;
+                tracing::debug!(table = %ident, retry_in_ms = wait.as_millis() as u64, "commit conflict, retrying");
+            })
+            .await;
+        match committed {
+            Ok(snapshot_id) => {
+                report.snapshot_id = snapshot_id;
+                Ok(report)
+            }
+            Err(Attempt::Conflict) => {
+                Err(LakeError::CommitConflict { table: ident.to_string(), attempts: COMMIT_ATTEMPTS })
+            }
+            Err(Attempt::Failed(e)) => Err(e),
         }
-        Err(LakeError::CommitConflict { table: ident.to_string(), attempts: COMMIT_ATTEMPTS })
+    }
+}
+
+/// Why a commit attempt did not land.
+pub(crate) enum Attempt {
+    /// Another writer committed first: retried on the newer version.
+    Conflict,
+    Failed(LakeError),
+}
+
+impl From<LakeError> for Attempt {
+    fn from(e: LakeError) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
+impl From<iceberg::Error> for Attempt {
+    fn from(e: iceberg::Error) -> Self {
+        Attempt::Failed(e.into())
+    }
+}
+
+impl From<arrow_schema::ArrowError> for Attempt {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Attempt::Failed(e.into())
     }
 }
 

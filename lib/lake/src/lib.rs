@@ -7,6 +7,7 @@ mod offsets;
 mod overwrite;
 mod pointer;
 mod read;
+mod retry;
 pub mod rows;
 mod storage;
 pub mod tables;
@@ -33,6 +34,9 @@ pub enum LakeError {
     Config(String),
     #[error("catalog: {0}")]
     Catalog(String),
+    /// A request healthlake made to AWS itself, classified by its error code.
+    #[error("{operation} failed with {code} ({class:?}): {message}")]
+    Aws { operation: String, code: String, class: healthlake_core::ErrorClass, message: String },
     #[error("commit to {table} still conflicting after {attempts} attempts")]
     CommitConflict { table: String, attempts: u32 },
     #[error(
@@ -53,10 +57,8 @@ pub enum LakeError {
 impl LakeError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            LakeError::Iceberg(e) => {
-                e.retryable()
-                    || matches!(e.kind(), iceberg::ErrorKind::CatalogCommitConflicts | iceberg::ErrorKind::Unexpected)
-            }
+            LakeError::Iceberg(e) => retry::iceberg_error_class(e).is_retryable(),
+            LakeError::Aws { class, .. } => class.is_retryable(),
             LakeError::CommitConflict { .. } | LakeError::ConcurrentWriter { .. } | LakeError::Catalog(_) => true,
             LakeError::Arrow(_)
             | LakeError::Schema(_)

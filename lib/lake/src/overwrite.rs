@@ -12,10 +12,10 @@
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow_array::{Array, ArrayRef, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, SchemaRef};
+use backon::Retryable;
 use healthlake_core::WindowKind;
 use healthlake_core::record::AggregateRow;
 use iceberg::MetadataLocation;
@@ -31,7 +31,9 @@ use rand::Rng;
 
 use crate::LakeError;
 use crate::catalog::Lakehouse;
-use crate::commit::carried_summary;
+use crate::commit::Attempt;
+use crate::offsets::carried_summary;
+use crate::retry::commit_backoff;
 use crate::tables::TableKind;
 use crate::writer::DataFileSink;
 
@@ -132,7 +134,7 @@ impl Lakehouse {
     /// version.
     pub async fn upsert(&self, kind: TableKind, rows: &RecordBatch) -> Result<UpsertReport, LakeError> {
         let ident = self.ident(kind);
-        let mut report = UpsertReport { rows_upserted: rows.num_rows() as u64, ..UpsertReport::default() };
+        let report = UpsertReport { rows_upserted: rows.num_rows() as u64, ..UpsertReport::default() };
         if rows.num_rows() == 0 {
             return Ok(report);
         }
@@ -141,12 +143,15 @@ impl Lakehouse {
                 "upserts into {ident} need a catalog healthlake can compare-and-swap (ICEBERG_CATALOG_TYPE=sql or glue)"
             ))
         })?;
-        for attempt in 1..=UPSERT_ATTEMPTS {
+        // One attempt merges on the table as it is now; a lost race re-reads the table and
+        // merges again after a jittered backoff.
+        let ident = &ident;
+        let attempt = move || async move {
             let table = self.table(kind).await?;
             let keys = key_columns(&table)?;
             let new_keys: HashSet<RowKey> = row_keys(rows, &keys)?.into_iter().collect();
             if new_keys.len() != rows.num_rows() {
-                return Err(LakeError::Schema(format!("upsert into {ident} names a primary key twice")));
+                return Err(LakeError::Schema(format!("upsert into {ident} names a primary key twice")).into());
             }
             let mut sink = DataFileSink::new(&table, &format!("upsert-{}", uuid_like()))?;
             let rows = conform(rows, sink.arrow_schema())?;
@@ -171,28 +176,36 @@ impl Lakehouse {
             let (files_removed, files_added) = (removed.len(), added.len());
             let bytes_added = added.iter().map(|f| f.file_size_in_bytes()).sum();
             let summary = carried_summary(&table);
-            match commit_overwrite(pointer, &table, manifests, removed, added, summary).await? {
-                Some(snapshot_id) => {
-                    report.rows_replaced = replaced;
-                    report.rows_kept = kept;
-                    report.files_removed = files_removed;
-                    report.files_added = files_added;
-                    report.bytes_added = bytes_added;
-                    report.snapshot_id = Some(snapshot_id);
-                    tracing::debug!(table = %ident, replaced, kept, files_removed, files_added, "upserted");
-                    return Ok(report);
-                }
-                None if attempt < UPSERT_ATTEMPTS => {
-                    report.conflicts_retried += 1;
-                    let base = 50u64 << attempt.min(6);
-                    let jitter = rand::rng().random_range(0..=base);
-                    tracing::debug!(table = %ident, attempt, "overwrite conflict, retrying");
-                    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
-                }
-                None => break,
+            let snapshot_id = commit_overwrite(pointer, &table, manifests, removed, added, summary)
+                .await?
+                .ok_or(Attempt::Conflict)?;
+            tracing::debug!(table = %ident, replaced, kept, files_removed, files_added, "upserted");
+            Ok(UpsertReport {
+                rows_replaced: replaced,
+                rows_kept: kept,
+                files_removed,
+                files_added,
+                bytes_added,
+                snapshot_id: Some(snapshot_id),
+                ..UpsertReport::default()
+            })
+        };
+        let mut conflicts = 0;
+        let upserted = attempt
+            .retry(commit_backoff(UPSERT_ATTEMPTS))
+            .when(|e| matches!(e, Attempt::Conflict))
+            .notify(|_, wait| {
+                conflicts += 1;
+                tracing::debug!(table = %ident, retry_in_ms = wait.as_millis() as u64, "overwrite conflict, retrying");
+            })
+            .await;
+        match upserted {
+            Ok(done) => Ok(UpsertReport { rows_upserted: report.rows_upserted, conflicts_retried: conflicts, ..done }),
+            Err(Attempt::Conflict) => {
+                Err(LakeError::CommitConflict { table: ident.to_string(), attempts: UPSERT_ATTEMPTS })
             }
+            Err(Attempt::Failed(e)) => Err(e),
         }
-        Err(LakeError::CommitConflict { table: ident.to_string(), attempts: UPSERT_ATTEMPTS })
     }
 }
 

@@ -7,8 +7,11 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use aws_sdk_glue::config::http::HttpResponse;
+use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::operation::update_table::UpdateTableError;
 use aws_sdk_glue::types::TableInput;
+use healthlake_core::{ErrorClass, classify_aws_error};
 use iceberg::TableIdent;
 
 use crate::LakeError;
@@ -74,7 +77,7 @@ impl MetadataPointer for GluePointer {
             .name(table.name())
             .send()
             .await
-            .map_err(|e| glue_err("GetTable", aws_sdk_glue::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| glue_request_failed(format!("Glue GetTable of {table}"), e))?;
         let current = current.table.ok_or_else(|| glue_err("GetTable", "no table in the answer".into()))?;
         let mut parameters: HashMap<String, String> = current.parameters.clone().unwrap_or_default();
         if parameters.get(METADATA_LOCATION).map(String::as_str) != Some(expected) {
@@ -105,10 +108,29 @@ impl MetadataPointer for GluePointer {
             .await;
         match sent {
             Ok(_) => Ok(true),
-            Err(e) => match e.into_service_error() {
-                UpdateTableError::ConcurrentModificationException(_) => Ok(false),
-                other => Err(glue_err("UpdateTable", aws_sdk_glue::error::DisplayErrorContext(other).to_string())),
-            },
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateTableError::ConcurrentModificationException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(glue_request_failed(format!("Glue UpdateTable of {table}"), e)),
         }
     }
+}
+
+/// A failed Glue request, retryable or not by the code Glue answered with (no answer at all:
+/// retryable).
+fn glue_request_failed<E>(operation: String, e: SdkError<E, HttpResponse>) -> LakeError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.code().map(str::to_string);
+    let class = match &e {
+        SdkError::ServiceError(_) => classify_aws_error(code.as_deref(), status),
+        SdkError::ConstructionFailure(_) => ErrorClass::Permanent,
+        _ => ErrorClass::Retryable,
+    };
+    let message = DisplayErrorContext(&e).to_string();
+    LakeError::Aws { operation, code: code.unwrap_or_else(|| "none".into()), class, message }
 }

@@ -7,6 +7,11 @@
 //! the window's samples, which become late records), the final row is upserted when it changed,
 //! and the items are marked closed.
 //!
+//! The store's index of open items may lag the items (DynamoDB's GSI is eventually consistent),
+//! so it only says which items to look at: what is emitted and closed comes from a strongly
+//! consistent read of the items, and an item is closed only at the version emitted. One whose
+//! version moved since stays open, and the next round emits and closes it.
+//!
 //! Idempotent across crashes: an item records the version last emitted, and a rerun upserts
 //! whatever changed since, or what a crashed run committed but did not mark (same values, same
 //! keys: the upsert replaces them).
@@ -54,6 +59,9 @@ pub struct FinalizeReport {
     pub rows_replaced: u64,
     /// Windows closed (final) by this run.
     pub windows_closed: usize,
+    /// Windows due to close whose version moved after they were read: left open, emitted again
+    /// and closed by the next run.
+    pub closes_deferred: usize,
     /// Samples in the windows closed.
     pub records_aggregated: i64,
 }
@@ -141,10 +149,12 @@ impl FinalizeHandler {
             .expect("a marker was just written");
         report.closed_through = Some(marker);
         // Every open window the watermark has passed: the ones to (re-)emit and the ones to close.
-        let items = self.store.open_items(kind, wm).await?;
-        if items.is_empty() {
+        let keys = self.store.open_keys(kind, wm).await?;
+        if keys.is_empty() {
             return Ok(report);
         }
+        let mut items = self.store.read_items(&keys).await?;
+        items.retain(|item| !item.closed);
         let due: Vec<&AccumulatorItem> = items.iter().filter(|i| i.changed_since_emitted()).collect();
         let rows: Vec<AggregateRow> = due
             .iter()
@@ -180,10 +190,13 @@ impl FinalizeHandler {
         if !emitted.is_empty() {
             self.store.mark_emitted(&emitted).await?;
         }
-        let closing: Vec<&AccumulatorItem> = items.iter().filter(|i| closes(i)).collect();
+        let mut closing: Vec<&AccumulatorItem> = items.iter().filter(|i| closes(i)).collect();
         if !closing.is_empty() {
-            let keys: Vec<_> = closing.iter().map(|i| i.key.clone()).collect();
-            self.store.mark_closed(&keys, now + self.settings.state_ttl).await?;
+            // Closed at the version emitted (an item never emitted had nothing to emit).
+            let at_version: Vec<_> = closing.iter().map(|i| (i.key.clone(), i.version)).collect();
+            let moved = self.store.mark_closed(&at_version, now + self.settings.state_ttl).await?;
+            closing.retain(|i| !moved.contains(&i.key));
+            report.closes_deferred = moved.len();
             report.windows_closed = closing.len();
             for item in &closing {
                 ::metrics::counter!(metrics::RECORDS_AGGREGATED, "window_type" => kind.as_str(), "data_type" => item.key.data_type.clone())
@@ -199,6 +212,7 @@ impl FinalizeHandler {
             emitted = report.windows_emitted,
             updated = report.windows_updated,
             closed = report.windows_closed,
+            deferred = report.closes_deferred,
             "windows finalized"
         );
         Ok(report)

@@ -573,16 +573,23 @@ impl AccumulatorStore for CrashingStore {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.advance_close_marker(kind, closed_through).await
     }
-    async fn open_items(&self, kind: WindowKind, end: DateTime<Utc>) -> Result<Vec<AccumulatorItem>, StoreError> {
-        self.inner.open_items(kind, end).await
+    async fn open_keys(&self, kind: WindowKind, end: DateTime<Utc>) -> Result<Vec<AccumulatorKey>, StoreError> {
+        self.inner.open_keys(kind, end).await
+    }
+    async fn read_items(&self, keys: &[AccumulatorKey]) -> Result<Vec<AccumulatorItem>, StoreError> {
+        self.inner.read_items(keys).await
     }
     async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError> {
         self.crash_now(CrashPoint::AfterUpsert)?;
         self.inner.mark_emitted(emitted).await
     }
-    async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_closed(
+        &self,
+        closes: &[(AccumulatorKey, i64)],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorKey>, StoreError> {
         self.crash_now(CrashPoint::AfterUpsert)?;
-        self.inner.mark_closed(keys, expires_at).await
+        self.inner.mark_closed(closes, expires_at).await
     }
 }
 

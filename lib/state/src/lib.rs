@@ -17,11 +17,22 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use healthlake_core::WindowKind;
 
-/// Errors of a store. Retryable ones fail the batch so that it is delivered again.
+/// Errors of a store. Retryable ones fail the batch so that it is delivered again; permanent ones
+/// fail it for good (a redelivery would fail the same way). For DynamoDB the line is drawn by the
+/// AWS error code ([`healthlake_core::classify_aws_error`]), never by the message.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No answer (timeout, connection, I/O) or the embedded store's database failed: retryable.
     #[error("accumulator store unavailable: {0}")]
     Unavailable(String),
+    /// The service answered with a code that may pass later (throttling, a conflict with a
+    /// concurrent transaction, a fault on its side), after the SDK's own retries.
+    #[error("accumulator store: {operation} failed with {code} (retryable): {message}")]
+    Transient { operation: &'static str, code: String, message: String },
+    /// The service refused the request for good: access denied, an invalid request, a missing
+    /// table or index.
+    #[error("accumulator store: {operation} refused with {code}: {message}")]
+    Refused { operation: &'static str, code: String, message: String },
     #[error("conditional write on {key} kept conflicting after {attempts} attempts")]
     ConflictRetriesExhausted { key: String, attempts: u32 },
     #[error("stored item {key} is corrupt: {reason}")]
@@ -30,7 +41,12 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StoreError::Corrupt { .. })
+        match self {
+            StoreError::Unavailable(_) | StoreError::Transient { .. } | StoreError::ConflictRetriesExhausted { .. } => {
+                true
+            }
+            StoreError::Refused { .. } | StoreError::Corrupt { .. } => false,
+        }
     }
 }
 
@@ -82,14 +98,33 @@ pub trait AccumulatorStore: Send + Sync {
         Ok(marker.filter(|m| *m > DateTime::UNIX_EPOCH))
     }
 
-    /// Open (not yet closed) items of `kind` whose window ends at or before `end_at_or_before`.
-    /// Finalize asks for those behind the watermark: the ones to emit or re-emit, and the ones
-    /// to close.
+    /// The keys of open items of `kind` whose window ends at or before `end_at_or_before`, as an
+    /// index lists them. The index may lag the items (DynamoDB's is eventually consistent): it
+    /// may still list an item closed a moment ago or miss one just written, and it carries no
+    /// statistics. Read the items with [`AccumulatorStore::read_items`] before acting on them.
+    async fn open_keys(
+        &self,
+        kind: WindowKind,
+        end_at_or_before: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorKey>, StoreError>;
+
+    /// The items under `keys` as they are now (strongly consistent reads), in key order; keys
+    /// with no item (expired) are left out.
+    async fn read_items(&self, keys: &[AccumulatorKey]) -> Result<Vec<AccumulatorItem>, StoreError>;
+
+    /// Open (not yet closed) items of `kind` whose window ends at or before `end_at_or_before`:
+    /// the index's keys, read again consistently. Finalize asks for those behind the watermark:
+    /// the ones to emit or re-emit, and the ones to close.
     async fn open_items(
         &self,
         kind: WindowKind,
         end_at_or_before: DateTime<Utc>,
-    ) -> Result<Vec<AccumulatorItem>, StoreError>;
+    ) -> Result<Vec<AccumulatorItem>, StoreError> {
+        let keys = self.open_keys(kind, end_at_or_before).await?;
+        let mut items = self.read_items(&keys).await?;
+        items.retain(|item| !item.closed);
+        Ok(items)
+    }
 
     /// Records that the statistics of each item at the given version were written to the
     /// aggregate table (`emitted_version` only moves forward). Does not change `version`, so
@@ -97,6 +132,13 @@ pub trait AccumulatorStore: Send + Sync {
     /// back the older `emitted_version`, which costs one needless (idempotent) re-emission.
     async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError>;
 
-    /// Marks items closed (after their rows were emitted); they expire after the state TTL.
-    async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Closes each item if it still is at the given version (the one whose statistics were
+    /// emitted), and sets it to expire after the state TTL. An item whose version moved since is
+    /// left open and returned: the aggregate table lacks its newer statistics, and the next round
+    /// emits it again. An item already closed, or gone, counts as closed.
+    async fn mark_closed(
+        &self,
+        closes: &[(AccumulatorKey, i64)],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorKey>, StoreError>;
 }

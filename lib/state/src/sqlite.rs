@@ -307,13 +307,13 @@ impl AccumulatorStore for SqliteStore {
         Ok(marker)
     }
 
-    async fn open_items(
+    async fn open_keys(
         &self,
         kind: WindowKind,
         end_at_or_before: DateTime<Utc>,
-    ) -> Result<Vec<AccumulatorItem>, StoreError> {
+    ) -> Result<Vec<AccumulatorKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT user_id, data_type, window_start, state, fences, version, emitted_version, closed FROM accumulators
+            "SELECT user_id, data_type, window_start FROM accumulators
              WHERE window_kind = ? AND closed = 0 AND window_end_micros <= ?
              ORDER BY window_start, user_id, data_type",
         )
@@ -328,14 +328,23 @@ impl AccumulatorStore for SqliteStore {
                     key: start.clone(),
                     reason: e.to_string(),
                 })?;
-                let key = AccumulatorKey {
+                Ok(AccumulatorKey {
                     user_id: row.try_get("user_id")?,
                     data_type: row.try_get("data_type")?,
                     window: Window { kind, start_date },
-                };
-                item_from_row(key, row)
+                })
             })
             .collect()
+    }
+
+    async fn read_items(&self, keys: &[AccumulatorKey]) -> Result<Vec<AccumulatorItem>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut items = Vec::with_capacity(keys.len());
+        for key in keys {
+            items.extend(Self::load(&mut conn, key).await?);
+        }
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(items)
     }
 
     async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError> {
@@ -359,20 +368,31 @@ impl AccumulatorStore for SqliteStore {
         Ok(())
     }
 
-    async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_closed(
+        &self,
+        closes: &[(AccumulatorKey, i64)],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorKey>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for key in keys {
-            sqlx::query(
+        let mut moved = Vec::new();
+        for (key, version) in closes {
+            let closed = sqlx::query(
                 "UPDATE accumulators SET closed = 1, version = version + 1, expires_at_micros = ?
-                 WHERE user_id = ? AND data_type = ? AND window_kind = ? AND window_start = ?",
+                 WHERE user_id = ? AND data_type = ? AND window_kind = ? AND window_start = ?
+                   AND version = ? AND closed = 0",
             )
             .bind(to_micros(expires_at))
             .bind(&key.user_id)
             .bind(&key.data_type)
             .bind(key.window.kind.as_str())
             .bind(key.window.start_date.to_string())
+            .bind(version)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if closed == 0 && Self::load(&mut tx, key).await?.is_some_and(|item| !item.closed) {
+                moved.push(key.clone());
+            }
         }
         // Closed state past its TTL is removed, as DynamoDB's TTL does for the real store.
         sqlx::query("DELETE FROM accumulators WHERE closed = 1 AND expires_at_micros < ?")
@@ -380,6 +400,6 @@ impl AccumulatorStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(moved)
     }
 }

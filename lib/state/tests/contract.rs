@@ -80,7 +80,9 @@ async fn closed_windows_refuse_and_report_late_samples(store: &dyn AccumulatorSt
     // mark_closed closes an item even ahead of the marker.
     let later = key("late", WindowKind::Daily, "2025-10-05T10:00:00Z");
     store.merge(vec![update(&later, "t-0", &[(7, "2025-10-05T10:00:00Z", 1.0)])]).await.unwrap();
-    store.mark_closed(std::slice::from_ref(&later), Utc::now() + Duration::days(7)).await.unwrap();
+    let version = item(store, &later).await.unwrap().version;
+    let moved = store.mark_closed(&[(later.clone(), version)], Utc::now() + Duration::days(7)).await.unwrap();
+    assert!(moved.is_empty());
     let r = store.merge(vec![update(&later, "t-0", &[(8, "2025-10-05T11:00:00Z", 1.0)])]).await.unwrap();
     assert_eq!(r.late.len(), 1);
     assert!(item(store, &later).await.is_none(), "closed items are not open");
@@ -199,6 +201,30 @@ async fn emission_is_tracked_per_version(store: &dyn AccumulatorStore) {
     assert_eq!(item(store, &k).await.unwrap().emitted_version, changed.version);
 }
 
+async fn closing_is_conditional_on_the_version_emitted(store: &dyn AccumulatorStore) {
+    let k = key("close-at", WindowKind::Daily, "2025-09-10T10:00:00Z");
+    store.merge(vec![update(&k, "t-0", &[(1, "2025-09-10T10:00:00Z", 60.0)])]).await.unwrap();
+    let emitted = item(store, &k).await.unwrap();
+    // A merge lands after finalize read (and emitted) the item.
+    store.merge(vec![update(&k, "t-0", &[(2, "2025-09-10T11:00:00Z", 70.0)])]).await.unwrap();
+    let expires = Utc::now() + Duration::days(7);
+    let moved = store.mark_closed(&[(k.clone(), emitted.version)], expires).await.unwrap();
+    assert_eq!(moved, vec![k.clone()], "the version moved: not closed");
+    let fresh = item(store, &k).await.expect("still open");
+    assert_eq!(fresh.state.count, 2);
+    assert_eq!(store.read_items(std::slice::from_ref(&k)).await.unwrap(), vec![fresh.clone()]);
+    // At the version read now it closes; closing it again (another finalizer) is no move.
+    assert!(store.mark_closed(&[(k.clone(), fresh.version)], expires).await.unwrap().is_empty());
+    assert!(store.mark_closed(&[(k.clone(), fresh.version)], expires).await.unwrap().is_empty());
+    assert!(item(store, &k).await.is_none());
+    assert!(store.read_items(std::slice::from_ref(&k)).await.unwrap()[0].closed);
+    assert!(!store.open_keys(WindowKind::Daily, k.window.end()).await.unwrap().contains(&k));
+    // An item that is gone (expired) counts as closed.
+    let gone = key("never-written", WindowKind::Daily, "2025-09-10T10:00:00Z");
+    assert!(store.mark_closed(&[(gone.clone(), 3)], expires).await.unwrap().is_empty());
+    assert!(store.read_items(&[gone]).await.unwrap().is_empty());
+}
+
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn AccumulatorStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_dir(dir.path()).await.unwrap();
@@ -233,6 +259,12 @@ async fn sqlite_concurrent_writers() {
 async fn sqlite_emission() {
     let (_d, s) = sqlite().await;
     emission_is_tracked_per_version(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_conditional_close() {
+    let (_d, s) = sqlite().await;
+    closing_is_conditional_on_the_version_emitted(s.as_ref()).await;
 }
 
 #[tokio::test]
@@ -286,6 +318,12 @@ async fn dynamodb_concurrent_writers() {
 async fn dynamodb_emission() {
     let (_m, s) = dynamodb(4).await;
     emission_is_tracked_per_version(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_conditional_close() {
+    let (_m, s) = dynamodb(4).await;
+    closing_is_conditional_on_the_version_emitted(s.as_ref()).await;
 }
 
 #[tokio::test]

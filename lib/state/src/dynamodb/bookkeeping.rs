@@ -11,7 +11,7 @@ use healthlake_core::time::{from_micros, to_micros};
 
 use super::DynamoDbStore;
 use super::codec::{n, s};
-use super::errors::{count, unavailable};
+use super::errors::{count, request_failed};
 use crate::{PartitionOffset, PartitionProgress, StoreError};
 
 impl DynamoDbStore {
@@ -46,7 +46,7 @@ impl DynamoDbStore {
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(request_failed("UpdateItem", e)),
         }
     }
 
@@ -62,7 +62,7 @@ impl DynamoDbStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| request_failed("Query", e))?;
         Ok(out.items().to_vec())
     }
 

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckF
 use healthlake_core::time::to_micros;
 
 use super::DynamoDbStore;
-use super::errors::unavailable;
+use super::errors::invalid_request;
 use crate::{AccumulatorItem, AccumulatorKey, StoreError};
 
 pub(super) fn s(v: impl Into<String>) -> AttributeValue {
@@ -86,6 +86,6 @@ impl DynamoDbStore {
         // A lost race returns the winner's item, so the retry needs no re-read.
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .build()
-        .map_err(unavailable)
+        .map_err(invalid_request)
     }
 }

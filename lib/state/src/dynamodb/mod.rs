@@ -90,19 +90,27 @@ impl AccumulatorStore for DynamoDbStore {
         Ok(self.markers().await?.get(&kind).copied())
     }
 
-    async fn open_items(
+    async fn open_keys(
         &self,
         kind: WindowKind,
         end_at_or_before: DateTime<Utc>,
-    ) -> Result<Vec<AccumulatorItem>, StoreError> {
-        self.query_open_items(kind, end_at_or_before).await
+    ) -> Result<Vec<AccumulatorKey>, StoreError> {
+        self.query_open_keys(kind, end_at_or_before).await
+    }
+
+    async fn read_items(&self, keys: &[AccumulatorKey]) -> Result<Vec<AccumulatorItem>, StoreError> {
+        self.read_items_now(keys).await
     }
 
     async fn mark_emitted(&self, emitted: &[(AccumulatorKey, i64)]) -> Result<(), StoreError> {
         self.set_emitted(emitted).await
     }
 
-    async fn mark_closed(&self, keys: &[AccumulatorKey], expires_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.set_closed(keys, expires_at).await
+    async fn mark_closed(
+        &self,
+        closes: &[(AccumulatorKey, i64)],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<AccumulatorKey>, StoreError> {
+        self.set_closed(closes, expires_at).await
     }
 }

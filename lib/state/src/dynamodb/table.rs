@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
-use super::errors::{count, unavailable};
+use super::errors::{count, request_failed};
 use super::{DynamoDbStore, INDEX};
 use crate::StoreError;
 
@@ -35,13 +35,21 @@ impl DynamoDbStore {
                     .index_name(INDEX)
                     .key_schema(key("gsi_pk", KeyType::Hash))
                     .key_schema(key("gsi_sk", KeyType::Range))
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    // Finalize re-reads the items themselves; the index only names them. With
+                    // ALL, every merge's write would be copied whole into the index too.
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .non_key_attributes("user_id")
+                            .non_key_attributes("data_type")
+                            .build(),
+                    )
                     .build()
                     .expect("index"),
             )
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| request_failed("CreateTable", e))?;
         Ok(())
     }
 }
