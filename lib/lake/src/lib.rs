@@ -3,16 +3,20 @@
 
 mod catalog;
 mod commit;
+mod lineage;
 mod overwrite;
 mod pointer;
 mod read;
+mod replay;
 pub mod rows;
 pub mod tables;
 mod writer;
 
 pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings, file_io_for};
 pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base, committed_offsets};
+pub use lineage::{OffsetRange, coordinates_present};
 pub use overwrite::{KeyPart, RowKey, UpsertReport, key_columns, row_keys};
+pub use replay::{REPLAY_PROPERTY, replay_snapshot};
 pub use tables::{TableKind, TableNames};
 pub use writer::{DataFileSink, parquet_properties};
 
