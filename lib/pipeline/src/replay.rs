@@ -135,6 +135,7 @@ pub struct ReplayReport {
     /// Rows written (on a dry run: to be written); 0 for a table the replay had committed to.
     pub raw_rows: u64,
     pub error_rows: u64,
+    /// The error rows by type (none for a table the replay had committed to).
     pub errors_by_type: BTreeMap<ErrorType, u64>,
     /// Tables a previous run of this replay had already committed to.
     pub tables_already_replayed: Vec<String>,
@@ -196,9 +197,6 @@ impl ReplayHandler {
         };
         report.backfill = BackfillHint::of(late.values().flatten());
         let (raw_rows, error_rows) = split(plan, &late, &fence_key, now);
-        for row in &error_rows {
-            *report.errors_by_type.entry(row.error_type).or_default() += 1;
-        }
 
         // Raw first, then errors; a table this replay committed to is never appended to again.
         let tables =
@@ -211,7 +209,12 @@ impl ReplayHandler {
             match (ours, kind) {
                 (false, _) => report.tables_already_replayed.push(self.lake.table_name(kind).to_string()),
                 (true, TableKind::Raw) => report.raw_rows = rows.len() as u64,
-                (true, _) => report.error_rows = rows.len() as u64,
+                (true, _) => {
+                    report.error_rows = rows.len() as u64;
+                    for row in &error_rows {
+                        *report.errors_by_type.entry(row.error_type).or_default() += 1;
+                    }
+                }
             }
         }
         tracing::info!(

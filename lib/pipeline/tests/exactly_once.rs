@@ -762,6 +762,7 @@ async fn a_replayed_failed_batch_lands_once_in_every_table_and_the_state() {
     let again = replay(&h, &failed).await;
     assert_eq!((again.raw_rows, again.error_rows, again.samples_aggregated), (0, 0, 0), "{again:?}");
     assert_eq!(again.tables_already_replayed.len(), 2, "{again:?}");
+    assert!(again.errors_by_type.is_empty(), "{again:?}");
     assert_same(&seen, &observe(&h.app).await);
     assert_eq!(accumulators, open_accumulators(&h.app).await);
     // And the stream redelivering a batch it had applied does not disturb it either.
