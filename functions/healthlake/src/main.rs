@@ -5,6 +5,7 @@
 //!   JSON `cargo lambda invoke --data-file` takes);
 //! - `healthlake invoke finalize --kind daily|weekly|monthly` closes due windows;
 //! - `healthlake backfill --from T --to T [--dry-run]` recomputes aggregates from the raw table;
+//! - `healthlake replay FILE [--dry-run]` applies a batch stored by the on-failure destination;
 //! - `healthlake local` consumes a topic as the Lambda event source mapping would and invokes
 //!   ingest (in process, or over `cargo lambda watch`), plus the finalize schedule;
 //! - `healthlake produce` writes realistic payloads to a topic.
@@ -13,6 +14,7 @@
 
 mod demo;
 mod kafka;
+mod replay;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +54,9 @@ enum Command {
     /// Recompute the aggregates of every window touching a time range from health_data_raw and
     /// upsert those that differ (the backfill function's logic).
     Backfill(BackfillArgs),
+    /// Apply a batch the on-failure destination stored (a file, or a directory of them in name
+    /// order) exactly once, whatever the stream did since; names the closed windows to backfill.
+    Replay(replay::ReplayArgs),
     /// Consume the topic as the Lambda event source mapping does (consumer group, batches,
     /// commits after success, retries, on-failure destination) and invoke ingest; run the
     /// finalize schedule alongside.
@@ -166,7 +171,7 @@ fn init_tracing(settings: &Settings, quiet: bool) {
     }
 }
 
-fn event_files(path: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn event_files(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("reading {}", path.display()))?
@@ -210,6 +215,11 @@ async fn main() -> Result<()> {
             init_tracing(&settings, true);
             let app = App::open(settings, system_clock()).await?;
             backfill(&app, args).await
+        }
+        Command::Replay(args) => {
+            init_tracing(&settings, true);
+            let app = App::open(settings, system_clock()).await?;
+            replay::run(&app, args).await
         }
         Command::Local(args) => {
             init_tracing(&settings, false);

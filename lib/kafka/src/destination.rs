@@ -1,7 +1,7 @@
 //! The on-failure destination: where a batch goes once its retries are exhausted, so the stream
 //! moves on without losing it. One JSON document per batch, shaped like the invocation record
 //! Lambda sends for Kafka sources (`requestContext`, `responseContext`, `KafkaBatchInfo`) plus the
-//! event itself, so the records can be replayed (`healthlake invoke ingest --event FILE`).
+//! event itself, so the records can be replayed (`healthlake replay FILE`).
 
 use std::collections::BTreeMap;
 
@@ -128,5 +128,38 @@ impl FailureDestination {
         let output = self.file_io.new_output(&location).map_err(|e| error(e.to_string()))?;
         output.write(body.into()).await.map_err(|e| error(e.to_string()))?;
         Ok(location)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use healthlake_pipeline::replay::StoredBatch;
+
+    use super::*;
+    use crate::batch::{BatchLimits, ConsumedRecord};
+
+    /// What the destination stores is what `healthlake replay` reads back.
+    #[test]
+    fn a_stored_batch_is_read_back_by_replay() {
+        let mut batch = Batch::new();
+        for offset in [4, 5] {
+            let record = ConsumedRecord {
+                topic: "health-data-raw".into(),
+                partition: 3,
+                offset,
+                timestamp: DateTime::from_timestamp(1_763_000_000, 0).unwrap(),
+                key: Some(b"user-1".to_vec()),
+                value: b"{\"payloadId\":\"p\"}".to_vec(),
+            };
+            batch.offer(record, &BatchLimits::default());
+        }
+        let failure =
+            InvokeFailure { error_type: "Retryable.IngestError".into(), error_message: "iceberg: down".into() };
+        let event = batch.event("127.0.0.1:9092");
+        let failed = FailedBatch::new(&batch, event.clone(), "127.0.0.1:9092", "ingest", 3, &failure, Utc::now());
+        let stored =
+            StoredBatch::parse(&String::from_utf8(serde_json::to_vec_pretty(&failed).unwrap()).unwrap()).unwrap();
+        assert_eq!(stored.event, event);
+        assert_eq!(stored.failure.as_deref(), Some("Retryable.IngestError: iceberg: down"));
     }
 }

@@ -3,10 +3,12 @@
 
 mod catalog;
 mod commit;
+mod lineage;
 mod offsets;
 mod overwrite;
 mod pointer;
 mod read;
+mod replay;
 mod retry;
 pub mod rows;
 mod storage;
@@ -15,8 +17,10 @@ mod writer;
 
 pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings, file_io_for};
 pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base};
+pub use lineage::{OffsetRange, coordinates_present};
 pub use offsets::committed_offsets;
 pub use overwrite::{KeyPart, RowKey, UpsertReport, key_columns, row_keys};
+pub use replay::{REPLAY_PROPERTY, replay_snapshot};
 pub use tables::{TableKind, TableNames};
 pub use writer::{DataFileSink, parquet_properties};
 

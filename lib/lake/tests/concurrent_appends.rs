@@ -13,7 +13,10 @@ use arrow_array::types::{Int32Type, Int64Type};
 use chrono::{DateTime, Utc};
 use common::{glue_settings, sql_settings};
 use healthlake_core::{KafkaCoordinates, RawRecord};
-use healthlake_lake::{CatalogSettings, DataFileSink, LakeError, Lakehouse, TableKind, commit_on_base, rows};
+use healthlake_lake::{
+    CatalogSettings, DataFileSink, LakeError, Lakehouse, OffsetRange, TableKind, commit_on_base, committed_offsets,
+    coordinates_present, replay_snapshot, rows,
+};
 use healthlake_testkit::AwsEmulator;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
@@ -126,4 +129,48 @@ async fn eight_concurrent_appenders(settings: &CatalogSettings) {
     // A writer replaying a committed range is refused instead of duplicating rows.
     let err = append_batch(&lake, 3, 50, 74).await.unwrap_err();
     assert!(matches!(err, LakeError::ConcurrentWriter { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sql_catalog_a_replayed_append_keeps_the_offset_map_and_is_found_by_its_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    replayed_append(&sql_settings(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn glue_catalog_a_replayed_append_keeps_the_offset_map_and_is_found_by_its_mark() {
+    let emulator = AwsEmulator::start();
+    replayed_append(&glue_settings(&emulator)).await;
+}
+
+/// Offsets 10..=19 of partition 0 were skipped by the stream and are appended by a replay while
+/// another partition's writer commits: the map stays where the stream left it, the replay's
+/// snapshot is found by its mark, and the rows are visible by their lineage after it, not before.
+async fn replayed_append(settings: &CatalogSettings) {
+    let lake = Lakehouse::open(settings).await.unwrap();
+    append_batch(&lake, 0, 0, 9).await.unwrap();
+    append_batch(&lake, 0, 20, 29).await.unwrap();
+    let table = lake.table(TableKind::Raw).await.unwrap();
+    let skipped: Vec<RawRecord> = (10..=19).map(|o| row(0, o)).collect();
+    let mut sink = DataFileSink::new(&table, "replay-test").unwrap();
+    sink.write(&rows::raw_batch(sink.arrow_schema(), &skipped).unwrap()).await.unwrap();
+    let files = sink.close().await.unwrap();
+    let (replayed, other) =
+        tokio::join!(lake.append_replayed(TableKind::Raw, files, "t-0:10-19"), append_batch(&lake, 1, 0, 9));
+    assert_eq!(replayed.unwrap().expect("committed").records, 10);
+    other.unwrap();
+    let again = lake.append_replayed(TableKind::Raw, vec![], "t-0:10-19").await.unwrap();
+    assert_eq!(again, None, "a table holding the batch's snapshot is not appended to again");
+
+    let table = lake.table(TableKind::Raw).await.unwrap();
+    let map = committed_offsets(&table).unwrap();
+    assert_eq!(map, BTreeMap::from([("t-0".to_string(), 29), ("t-1".to_string(), 9)]));
+    let own = replay_snapshot(&table, "t-0:10-19").expect("found by its mark");
+    assert!(replay_snapshot(&table, "t-0:30-39").is_none());
+    let range = |first, last| [OffsetRange { topic: "t".into(), partition: 0, first, last }];
+    assert_eq!(coordinates_present(&table, &range(10, 19), None).await.unwrap().len(), 10);
+    let parent = own.parent_snapshot_id().expect("appended after the stream's batches");
+    assert!(coordinates_present(&table, &range(10, 19), Some(parent)).await.unwrap().is_empty());
+    let all = coordinates_present(&table, &range(0, 29), None).await.unwrap();
+    assert_eq!(all.iter().map(|c| c.offset).collect::<Vec<_>>(), (0..=29).collect::<Vec<_>>());
 }

@@ -10,6 +10,7 @@ use crate::backfill::BackfillHandler;
 use crate::config::{Settings, StateStoreSettings};
 use crate::finalize::FinalizeHandler;
 use crate::ingest::IngestHandler;
+use crate::replay::ReplayHandler;
 use crate::schema_source::{self, SchemaSourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,7 @@ pub struct App {
     pub ingest: IngestHandler,
     pub finalize: FinalizeHandler,
     pub backfill: BackfillHandler,
+    pub replay: ReplayHandler,
 }
 
 impl App {
@@ -44,8 +46,15 @@ impl App {
             clock.clone(),
         );
         let finalize = FinalizeHandler::new(settings.clone(), lake.clone(), store.clone(), clock.clone());
-        let backfill = BackfillHandler::new(lake.clone(), store.clone(), clock);
-        Ok(Self { settings, lake, store, ingest, finalize, backfill })
+        let backfill = BackfillHandler::new(lake.clone(), store.clone(), clock.clone());
+        let replay = ReplayHandler::new(
+            &settings,
+            schema_source::from_settings(&settings.schema_registry)?,
+            lake.clone(),
+            store.clone(),
+            clock,
+        );
+        Ok(Self { settings, lake, store, ingest, finalize, backfill, replay })
     }
 }
 

@@ -12,6 +12,7 @@ pub mod finalize;
 pub mod ingest;
 pub mod metrics;
 mod partials;
+pub mod replay;
 pub mod schema_source;
 
 use std::sync::Arc;

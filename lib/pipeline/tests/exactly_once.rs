@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use healthlake_core::aggregate::two_pass;
 use healthlake_core::generate::{self, Expectation, GeneratorConfig, WRITER_SCHEMAS};
+use healthlake_core::time::from_micros;
 use healthlake_core::{KafkaCoordinates, Window, WindowKind};
-use healthlake_lake::TableKind;
+use healthlake_lake::{REPLAY_PROPERTY, TableKind};
 use healthlake_pipeline::Clock;
 use healthlake_pipeline::app::App;
 use healthlake_pipeline::backfill::{BackfillRequest, Progress};
@@ -21,6 +23,7 @@ use healthlake_pipeline::demo::{Delivery, assign_offsets, deliveries};
 use healthlake_pipeline::events::{EventRecord, build_event};
 use healthlake_pipeline::finalize::FinalizeHandler;
 use healthlake_pipeline::ingest::{IngestHandler, IngestReport};
+use healthlake_pipeline::replay::{ReplayHandler, ReplayReport};
 use healthlake_pipeline::schema_source;
 use healthlake_state::{
     AccumulatorItem, AccumulatorKey, AccumulatorStore, AccumulatorUpdate, MergeReport, PartitionOffset,
@@ -815,4 +818,210 @@ async fn a_partition_whose_batches_fail_holds_the_watermark_through_the_outage()
     assert_eq!((report.raw_rows_written, report.error_rows_written), (1, 0), "{report:?}");
     let progress = h.app.store.partition_progress().await.unwrap();
     assert!(progress.iter().all(|p| !p.pending), "{progress:?}");
+}
+
+/// An event of hand-made heart-rate records on partition 0 of topic `t`:
+/// (offset, sample id, user, event time, value).
+fn heart_rate_batch(records: &[(i64, &str, &str, DateTime<Utc>, f64)]) -> KafkaEvent {
+    let payloads: Vec<Vec<u8>> =
+        records.iter().map(|(_, id, user, at, v)| heart_rate_payload(id, user, *at, *v)).collect();
+    let records: Vec<EventRecord<'_>> = records
+        .iter()
+        .zip(&payloads)
+        .map(|((offset, ..), value)| EventRecord {
+            topic: "t",
+            partition: 0,
+            offset: *offset,
+            timestamp: "2025-10-31T00:00:00Z".parse().unwrap(),
+            key: None,
+            value,
+        })
+        .collect();
+    build_event(&records)
+}
+
+/// Every accumulator equals a two-pass computation over the raw rows of its window, and every
+/// raw row is in one.
+async fn assert_accumulators_match_raw(app: &App) {
+    let mut groups: BTreeMap<AccumulatorKey, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
+    for b in app.lake.scan(TableKind::Raw, &["user_id", "data_type", "start_date", "value"]).await.unwrap() {
+        for i in 0..b.num_rows() {
+            let at = from_micros(b.column(2).as_primitive::<TimestampMicrosecondType>().value(i));
+            for kind in WindowKind::ALL {
+                let key = AccumulatorKey {
+                    user_id: b.column(0).as_string::<i32>().value(i).to_string(),
+                    data_type: b.column(1).as_string::<i32>().value(i).to_string(),
+                    window: Window::containing(kind, at),
+                };
+                groups.entry(key).or_default().push((at, b.column(3).as_primitive::<Float64Type>().value(i)));
+            }
+        }
+    }
+    let mut items = BTreeMap::new();
+    for kind in WindowKind::ALL {
+        for item in app.store.open_items(kind, DateTime::<Utc>::MAX_UTC).await.unwrap() {
+            items.insert(item.key.clone(), item.state.stats().unwrap());
+        }
+    }
+    assert_eq!(items.keys().collect::<Vec<_>>(), groups.keys().collect::<Vec<_>>(), "windows with samples");
+    for (key, got) in &items {
+        let want = two_pass(&groups[key]).unwrap();
+        assert_eq!(got.count, want.count, "{key}: {got:?} vs raw {want:?}");
+        assert!(close(got.sum, want.sum) && close(got.stddev, want.stddev), "{key}: {got:?} vs raw {want:?}");
+    }
+}
+
+/// The on-failure destination's batch replayed after the stream moved on: later batches moved
+/// the committed offsets past it and the fences of u1's windows, not those of u2's. The replay
+/// puts every record in raw or errors exactly once, and the accumulators hold exactly raw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_failed_batch_lands_once_in_every_table_and_the_state() {
+    let h = harness(&[]).await;
+    let at = |d: u32, hh: u32| -> DateTime<Utc> { format!("2025-10-{d:02}T{hh:02}:00:00Z").parse().unwrap() };
+    let first = heart_rate_batch(&[(0, "a", "u1", at(6, 8), 60.0), (1, "b", "u1", at(6, 9), 62.0)]);
+    // Its retries ran out (say the schema registry was down): the mapping stored it and moved on.
+    let failed = heart_rate_batch(&[
+        (2, "c", "u1", at(6, 10), 70.0),
+        (3, "d", "u2", at(6, 11), 90.0),
+        (4, "e", "u2", at(6, 12), 400.0), // out of range: an error row
+        (5, "f", "u1", at(7, 9), 75.0),
+    ]);
+    let later = [
+        heart_rate_batch(&[(6, "g", "u1", at(6, 13), 64.0), (7, "h", "u1", at(7, 10), 66.0)]),
+        heart_rate_batch(&[(8, "i", "u3", at(6, 14), 80.0)]),
+    ];
+    h.app.ingest.handle(&first).await.unwrap();
+    for event in &later {
+        h.app.ingest.handle(event).await.unwrap();
+    }
+
+    let raw_offsets = h.app.lake.committed_offsets(TableKind::Raw).await.unwrap();
+    let report = replay(&h, &failed).await;
+    assert_eq!((report.records_already_applied, report.records_replayed), (0, 4), "{report:?}");
+    // Three valid samples, each merged into its day, week and month.
+    assert_eq!((report.raw_rows, report.error_rows, report.samples_aggregated), (3, 1, 9), "{report:?}");
+    assert_eq!(report.backfill, None, "no window had closed");
+    let seen = observe(&h.app).await; // asserts no row twice
+    let offsets: BTreeSet<i64> =
+        seen.raw.iter().map(|(_, o, _)| *o).chain(seen.errors.keys().map(|(_, o, _)| *o)).collect();
+    assert_eq!(offsets, (0..=8).collect(), "every record in raw or errors");
+    assert_eq!(seen.raw.len(), 8);
+    assert_eq!(seen.errors.get(&(0, 4, Some("e".to_string()))).map(String::as_str), Some("out_of_range"));
+    assert_accumulators_match_raw(&h.app).await;
+    assert_eq!(h.app.lake.committed_offsets(TableKind::Raw).await.unwrap(), raw_offsets, "offset map unchanged");
+    let raw = h.app.lake.table(TableKind::Raw).await.unwrap();
+    let summary = &raw.metadata().current_snapshot().unwrap().summary().additional_properties;
+    assert_eq!(summary.get(REPLAY_PROPERTY).map(String::as_str), Some("t-0:2-5"));
+
+    // Replayed again: nothing changes.
+    let accumulators = open_accumulators(&h.app).await;
+    let again = replay(&h, &failed).await;
+    assert_eq!((again.raw_rows, again.error_rows, again.samples_aggregated), (0, 0, 0), "{again:?}");
+    assert_eq!(again.tables_already_replayed.len(), 2, "{again:?}");
+    assert!(again.errors_by_type.is_empty(), "{again:?}");
+    assert_same(&seen, &observe(&h.app).await);
+    assert_eq!(accumulators, open_accumulators(&h.app).await);
+    // And the stream redelivering a batch it had applied does not disturb it either.
+    h.app.ingest.handle(&later[0]).await.unwrap();
+    assert_same(&seen, &observe(&h.app).await);
+    assert_eq!(accumulators, open_accumulators(&h.app).await);
+}
+
+async fn open_accumulators(app: &App) -> Vec<AccumulatorItem> {
+    let mut items = vec![];
+    for kind in WindowKind::ALL {
+        items.extend(app.store.open_items(kind, DateTime::<Utc>::MAX_UTC).await.unwrap());
+    }
+    items
+}
+
+async fn replay(h: &Harness, event: &KafkaEvent) -> ReplayReport {
+    h.app.replay.handle(event, false).await.unwrap()
+}
+
+/// A replay cut off after its merge, before any append (and one whose first append then failed):
+/// the rerun re-merges nothing (its own fence) and appends once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_cut_off_after_its_merge_is_completed_by_the_rerun() {
+    let h = harness(&[]).await;
+    let at = |d: u32, hh: u32| -> DateTime<Utc> { format!("2025-10-{d:02}T{hh:02}:00:00Z").parse().unwrap() };
+    let failed = heart_rate_batch(&[
+        (0, "a", "u1", at(6, 10), 70.0),
+        (1, "b", "u2", at(6, 11), 90.0),
+        (2, "c", "u2", at(6, 12), -5.0), // an error row
+    ]);
+    h.app.ingest.handle(&heart_rate_batch(&[(3, "d", "u1", at(6, 13), 64.0)])).await.unwrap();
+    let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
+    let replayer = ReplayHandler::new(
+        &h.app.settings,
+        schema_source::from_settings(&h.app.settings.schema_registry).unwrap(),
+        h.app.lake.clone(),
+        crashing.clone(),
+        h.clock.clone(),
+    );
+    *crashing.crash.lock().unwrap() = Some(CrashPoint::AfterMerge);
+    let err = replayer.handle(&failed, false).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(h.app.lake.row_count(TableKind::Raw).await.unwrap(), 1, "nothing appended");
+
+    let rerun = replayer.handle(&failed, false).await.unwrap();
+    assert_eq!((rerun.samples_aggregated, rerun.raw_rows, rerun.error_rows), (0, 2, 1), "{rerun:?}");
+    let seen = observe(&h.app).await;
+    assert_eq!(seen.raw.len(), 3);
+    assert_eq!(seen.errors.len(), 1);
+    assert_accumulators_match_raw(&h.app).await;
+    let again = replayer.handle(&failed, false).await.unwrap();
+    assert_eq!((again.samples_aggregated, again.raw_rows, again.error_rows), (0, 0, 0), "{again:?}");
+    assert_same(&seen, &observe(&h.app).await);
+}
+
+/// Samples of the replayed batch whose daily window had closed meanwhile: late rows, still
+/// folded into the open week and month, and the report names the backfill that folds them into
+/// the day; the dry run predicts the same and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_into_a_closed_window_makes_late_rows_and_names_the_backfill() {
+    let h = harness(&[]).await;
+    let at = |d: u32, hh: u32| -> DateTime<Utc> { format!("2025-10-{d:02}T{hh:02}:00:00Z").parse().unwrap() };
+    let day6 = ("u1".to_string(), "heartRate".to_string(), "2025-10-06".parse::<NaiveDate>().unwrap());
+    h.app.ingest.handle(&heart_rate_batch(&[(0, "a", "u1", at(6, 8), 60.0)])).await.unwrap();
+    let failed = heart_rate_batch(&[(1, "b", "u1", at(6, 20), 100.0), (2, "c", "u1", at(8, 1), 70.0)]);
+    // The stream moves on past the end of day 6 plus its lateness; finalize closes the day.
+    h.app.ingest.handle(&heart_rate_batch(&[(3, "d", "u1", at(8, 12), 80.0)])).await.unwrap();
+    h.app.finalize.handle(WindowKind::Daily).await.unwrap();
+    assert_eq!(observe(&h.app).await.aggregates[&WindowKind::Daily][&day6][0], 1.0);
+
+    let dry = h.app.replay.handle(&failed, true).await.unwrap();
+    assert_eq!((dry.raw_rows, dry.error_rows, dry.samples_aggregated), (1, 1, 0), "{dry:?}");
+    assert_eq!(h.app.lake.row_count(TableKind::Raw).await.unwrap(), 2, "a dry run writes nothing");
+    let report = replay(&h, &failed).await;
+    assert_eq!((report.raw_rows, report.error_rows), (1, 1), "{report:?}");
+    assert_eq!(report.backfill, dry.backfill);
+    let hint = report.backfill.expect("a closed window met");
+    assert_eq!(hint.windows, vec!["daily#2025-10-06".to_string()]);
+    assert_eq!(hint.command, "healthlake backfill --from 2025-10-06 --to 2025-10-07 --kind daily --include-late");
+    let seen = observe(&h.app).await;
+    assert_eq!(seen.errors.get(&(0, 1, Some("b".to_string()))).map(String::as_str), Some("late_record"));
+    assert!(seen.raw.contains(&(0, 2, "c".to_string())));
+
+    // The week took the late sample; closing it shows all four.
+    h.app.ingest.handle(&heart_rate_batch(&[(4, "e", "u1", at(20, 12), 70.0)])).await.unwrap();
+    h.app.finalize.handle(WindowKind::Weekly).await.unwrap();
+    let week = observe(&h.app).await.aggregates[&WindowKind::Weekly][&day6];
+    assert_eq!(week[0], 4.0);
+    assert!(close(week[1], 310.0));
+    // The backfill the report names folds it into the day.
+    let request = BackfillRequest {
+        from: hint.from.and_hms_opt(0, 0, 0).unwrap().and_utc(),
+        to: hint.to.and_hms_opt(0, 0, 0).unwrap().and_utc(),
+        window_kinds: hint.kinds.clone(),
+        data_types: vec![],
+        user_ids: vec![],
+        include_late: true,
+        dry_run: false,
+        force: false,
+    };
+    h.app.backfill.handle(&request, quiet()).await.unwrap();
+    let day = observe(&h.app).await.aggregates[&WindowKind::Daily][&day6];
+    assert_eq!(day[0], 2.0);
+    assert!(close(day[1], 160.0));
 }
