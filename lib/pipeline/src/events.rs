@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use healthlake_core::KafkaCoordinates;
 use healthlake_core::record::partition_key;
+use healthlake_state::PartitionOffset;
 
 /// One record of an event, with its value decoded from base64.
 #[derive(Debug, Clone)]
@@ -48,6 +49,16 @@ pub fn records_of(event: &KafkaEvent) -> Vec<InputRecord> {
     out.sort_by(|a, b| a.kafka.cmp(&b.kafka));
     out.dedup_by(|a, b| a.kafka == b.kafka);
     out
+}
+
+/// The highest offset of each partition in a batch.
+pub(crate) fn last_offsets(records: &[InputRecord]) -> Vec<PartitionOffset> {
+    let mut last: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for r in records {
+        let entry = last.entry(r.kafka.partition_key()).or_insert(r.kafka.offset);
+        *entry = (*entry).max(r.kafka.offset);
+    }
+    last.into_iter().map(|(partition, offset)| PartitionOffset { partition, offset }).collect()
 }
 
 /// The mapping names groups `topic-partition`; recover the topic when a record omits it.

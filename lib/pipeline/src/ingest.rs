@@ -19,14 +19,14 @@ use chrono::{DateTime, Utc};
 use healthlake_core::record::ErrorType;
 use healthlake_core::time::progress_bound;
 use healthlake_lake::{AppendReport, DataFileSink, LakeError, Lakehouse, TableKind, committed_offsets, rows};
-use healthlake_state::{AccumulatorStore, PartitionOffset, PartitionProgress, SampleRef, StoreError};
+use healthlake_state::{AccumulatorStore, PartitionProgress, SampleRef, StoreError};
 
 use crate::Clock;
 use crate::config::Settings;
 use crate::decoding::BatchDecoder;
-use crate::events::{InputRecord, records_of};
+use crate::events::{last_offsets, records_of};
 use crate::metrics;
-use crate::partials::{accumulator_updates, late_row, late_samples, overflow_row, overflowing_samples};
+use crate::partials::{accumulator_updates, late_samples, overflowing_samples, refused_row};
 use crate::schema_source::{SchemaSource, SchemaSourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -149,12 +149,7 @@ impl IngestHandler {
             for (index, raw) in p.raw.into_iter().enumerate() {
                 let partition = raw.kafka.partition_key();
                 let sample = SampleRef { partition: partition.clone(), offset: raw.kafka.offset, index: index as u32 };
-                let refused = match (overflowing.get(&sample), late.get(&sample)) {
-                    (Some(windows), _) => Some(overflow_row(raw.clone(), windows, now)),
-                    (None, Some(windows)) => Some(late_row(raw.clone(), windows, now)),
-                    (None, None) => None,
-                };
-                if let Some(row) = refused {
+                if let Some(row) = refused_row(&raw, &sample, &late, &overflowing, now) {
                     if above(&errors_committed, &partition, row.kafka.offset) {
                         *errors_by_label
                             .entry((row.data_type.clone().unwrap_or_default(), row.error_type))
@@ -264,16 +259,6 @@ impl IngestHandler {
             }
         }
     }
-}
-
-/// The highest offset of each partition in a batch.
-fn last_offsets(records: &[InputRecord]) -> Vec<PartitionOffset> {
-    let mut last: BTreeMap<String, i64> = BTreeMap::new();
-    for r in records {
-        let entry = last.entry(r.kafka.partition_key()).or_insert(r.kafka.offset);
-        *entry = (*entry).max(r.kafka.offset);
-    }
-    last.into_iter().map(|(partition, offset)| PartitionOffset { partition, offset }).collect()
 }
 
 fn above(committed: &healthlake_lake::OffsetMap, partition: &str, offset: i64) -> bool {

@@ -93,3 +93,19 @@ pub(crate) fn overflow_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc
         ..late_row(raw, windows, now)
     }
 }
+
+/// The error row of a sample a merge refused, if it did: overflowing before late, so that a
+/// sample lands in one error row whatever the reasons.
+pub(crate) fn refused_row(
+    raw: &RawRecord,
+    sample: &SampleRef,
+    late: &BTreeMap<SampleRef, Vec<Window>>,
+    overflowing: &BTreeMap<SampleRef, Vec<Window>>,
+    now: DateTime<Utc>,
+) -> Option<ErrorRecord> {
+    match (overflowing.get(sample), late.get(sample)) {
+        (Some(windows), _) => Some(overflow_row(raw.clone(), windows, now)),
+        (None, Some(windows)) => Some(late_row(raw.clone(), windows, now)),
+        (None, None) => None,
+    }
+}

@@ -36,9 +36,9 @@ use serde::Serialize;
 use crate::Clock;
 use crate::config::Settings;
 use crate::decoding::{BatchDecoder, Processed};
-use crate::events::records_of;
+use crate::events::{last_offsets, records_of};
 use crate::ingest::IngestError;
-use crate::partials::{accumulator_updates, late_row, late_samples};
+use crate::partials::{accumulator_updates, late_samples, overflowing_samples, refused_row};
 use crate::schema_source::SchemaSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -188,15 +188,17 @@ impl ReplayHandler {
         report.records_already_applied = records.len() - plan.len();
 
         let fence_key = |k: &KafkaCoordinates| replay_fence_key(&ranges, k);
-        let late = if dry_run {
-            self.predicted_late(&plan, &fence_key).await?
+        // A dry run cannot know which merges would overflow (that needs the merge itself); the
+        // sanity limits make them all but impossible.
+        let (late, overflowing) = if dry_run {
+            (self.predicted_late(&plan, &fence_key).await?, BTreeMap::new())
         } else {
             let merge = self.store.merge(accumulator_updates(&plan, fence_key)).await.map_err(IngestError::from)?;
             report.samples_aggregated = merge.samples_applied;
-            late_samples(merge.late)
+            (late_samples(merge.late), overflowing_samples(merge.overflowing))
         };
         report.backfill = BackfillHint::of(late.values().flatten());
-        let (raw_rows, error_rows) = split(plan, &late, &fence_key, now);
+        let (raw_rows, error_rows) = split(plan, &late, &overflowing, &fence_key, now);
 
         // Raw first, then errors; a table this replay committed to is never appended to again.
         let tables =
@@ -216,6 +218,11 @@ impl ReplayHandler {
                     }
                 }
             }
+        }
+        if !dry_run {
+            // The batch that failed kept its partitions pending (holding the watermark); it is
+            // applied now.
+            self.store.note_applied(&last_offsets(&records)).await.map_err(IngestError::from)?;
         }
         tracing::info!(
             replayed = report.records_replayed,
@@ -334,6 +341,7 @@ fn replay_fence_key(ranges: &[OffsetRange], k: &KafkaCoordinates) -> String {
 fn split(
     plan: Vec<Processed>,
     late: &BTreeMap<SampleRef, Vec<Window>>,
+    overflowing: &BTreeMap<SampleRef, Vec<Window>>,
     fence_key: &impl Fn(&KafkaCoordinates) -> String,
     now: DateTime<Utc>,
 ) -> (Vec<RawRecord>, Vec<ErrorRecord>) {
@@ -341,8 +349,8 @@ fn split(
     for p in plan {
         for (index, raw) in p.raw.into_iter().enumerate() {
             let sample = SampleRef { partition: fence_key(&raw.kafka), offset: raw.kafka.offset, index: index as u32 };
-            match late.get(&sample) {
-                Some(windows) => error_rows.push(late_row(raw, windows, now)),
+            match refused_row(&raw, &sample, late, overflowing, now) {
+                Some(row) => error_rows.push(row),
                 None => raw_rows.push(raw),
             }
         }

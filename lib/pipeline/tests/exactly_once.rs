@@ -1025,3 +1025,23 @@ async fn a_replay_into_a_closed_window_makes_late_rows_and_names_the_backfill() 
     assert_eq!(day[0], 2.0);
     assert!(close(day[1], 160.0));
 }
+
+/// The last batch of a partition failed and went to the on-failure destination: the partition
+/// holds the watermark (its records wait) until the replay applies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_batch_releases_the_partition_it_held() {
+    let h = harness(&[]).await;
+    let at = |hh: u32| -> DateTime<Utc> { format!("2025-10-06T{hh:02}:00:00Z").parse().unwrap() };
+    h.app.ingest.handle(&heart_rate_batch(&[(0, "a", "u1", at(8), 60.0)])).await.unwrap();
+    let failed = heart_rate_batch(&[(1, "b", "u1", at(9), 62.0), (2, "c", "u1", at(10), 64.0)]);
+    // What ingest notes before any effect of a batch; its attempts then failed.
+    h.app.store.note_received(&[PartitionOffset { partition: "t-0".into(), offset: 2 }]).await.unwrap();
+    assert!(h.app.store.partition_progress().await.unwrap().iter().all(|p| p.pending));
+
+    let dry = h.app.replay.handle(&failed, true).await.unwrap();
+    assert_eq!(dry.records_replayed, 2, "{dry:?}");
+    assert!(h.app.store.partition_progress().await.unwrap().iter().all(|p| p.pending), "a dry run changes nothing");
+    replay(&h, &failed).await;
+    let progress = h.app.store.partition_progress().await.unwrap();
+    assert!(progress.iter().all(|p| !p.pending), "{progress:?}");
+}
