@@ -10,14 +10,14 @@
 #                                         answers one request at a time)
 #
 # SOAK_RECORDS (default 230,000 records ≈ 1,000,000 samples), SOAK_PARTITIONS (6), SOAK_PROFILE
-# (release; `dev` uses the debug build the tests made),
+# (release; `dev` uses the debug build the tests made), HEALTHLAKE_BIN (a binary to use as is),
 # SOAK_KILL_MIN / SOAK_KILL_MAX (20 / 60 s), SOAK_BROKER_RESTART_AT (the 3rd kill).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 source scripts/local-server.sh
 profile="${SOAK_PROFILE:-release}"
-healthlake="$CARGO_TARGET_DIR/$([[ $profile == dev ]] && echo debug || echo release)/healthlake"
+healthlake="${HEALTHLAKE_BIN:-$CARGO_TARGET_DIR/$([[ $profile == dev ]] && echo debug || echo release)/healthlake}"
 work=$(mktemp -d)
 kafka_port=$(free_port)
 aws_port=""
@@ -36,7 +36,9 @@ kill_min="${SOAK_KILL_MIN:-20}"
 kill_max="${SOAK_KILL_MAX:-60}"
 restart_at="${SOAK_BROKER_RESTART_AT:-3}"
 
-if [[ "$profile" == release ]]; then cargo build --release -p healthlake --locked; else cargo build -p healthlake --locked; fi
+if [[ -z "${HEALTHLAKE_BIN:-}" ]]; then
+  if [[ "$profile" == release ]]; then cargo build --release -p healthlake --locked; else cargo build -p healthlake --locked; fi
+fi
 export KAFKA_TOPIC="health-data-soak-$$" HEALTHLAKE_TOPIC_PARTITIONS=$partitions KAFKA_GROUP_ID=soak
 export SCHEMA_REGISTRY_URL="file://$work/schemas" LOG_LEVEL=WARNING LOG_FORMAT=text METRICS_ENABLED=false
 export KAFKA_DATA_DIR="$work/kafka"

@@ -21,10 +21,25 @@ use crate::offsets::{carried_summary, committed_offsets};
 use crate::retry::commit_backoff;
 use crate::tables::TableKind;
 
+/// A fast append of `files` on exactly `table`, whose snapshot summary carries the table's
+/// `healthlake.*` keys forward with the offset map set to `offsets` and the `extra` keys added.
+pub(crate) fn append_transaction(
+    table: &Table,
+    files: Vec<DataFile>,
+    offsets: &OffsetMap,
+    extra: &[(&str, &str)],
+) -> iceberg::Result<Transaction> {
+    let mut summary = carried_summary(table);
+    summary.insert(OFFSETS_PROPERTY.to_string(), serde_json::to_string(offsets).expect("offset map serializes"));
+    summary.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let tx = Transaction::new(table);
+    tx.fast_append().with_check_duplicate(false).add_data_files(files).set_snapshot_properties(summary).apply(tx)
+}
+
 /// Snapshot summary key of the offset map (JSON object `{"topic-partition": offset}`).
 pub const OFFSETS_PROPERTY: &str = "healthlake.kafka-offsets";
 /// Attempts before a commit gives up and fails the batch.
-const COMMIT_ATTEMPTS: u32 = 12;
+pub(crate) const COMMIT_ATTEMPTS: u32 = 12;
 
 pub type OffsetMap = BTreeMap<String, i64>;
 
@@ -35,6 +50,18 @@ pub struct AppendReport {
     pub bytes: u64,
     pub conflicts_retried: u32,
     pub snapshot_id: Option<i64>,
+}
+
+impl AppendReport {
+    /// The report of appending `files`, before the commit says how it went.
+    pub(crate) fn of(files: &[DataFile]) -> Self {
+        AppendReport {
+            data_files: files.len(),
+            records: files.iter().map(|f| f.record_count()).sum(),
+            bytes: files.iter().map(|f| f.file_size_in_bytes()).sum(),
+            ..AppendReport::default()
+        }
+    }
 }
 
 impl Lakehouse {
@@ -54,12 +81,7 @@ impl Lakehouse {
         consumed: &BTreeMap<String, (i64, i64)>,
     ) -> Result<AppendReport, LakeError> {
         let ident = self.ident(kind);
-        let mut report = AppendReport {
-            data_files: files.len(),
-            records: files.iter().map(|f| f.record_count()).sum(),
-            bytes: files.iter().map(|f| f.file_size_in_bytes()).sum(),
-            ..AppendReport::default()
-        };
+        let mut report = AppendReport::of(&files);
         // One attempt: re-read the table and its offset map, re-merge, commit on exactly that
         // version. A lost race is retried after a jittered backoff; anything else ends here.
         let (ident, files) = (&ident, &files);
@@ -79,17 +101,7 @@ impl Lakehouse {
                 }
                 offsets.insert(partition.clone(), *last);
             }
-            let mut summary = carried_summary(&table);
-            summary
-                .insert(OFFSETS_PROPERTY.to_string(), serde_json::to_string(&offsets).expect("offset map serializes"));
-            let tx = Transaction::new(&table);
-            let tx = tx
-                .fast_append()
-                .with_check_duplicate(false)
-                .add_data_files(files.clone())
-                .set_snapshot_properties(summary)
-                .apply(tx)
-                .map_err(|e| Attempt::Failed(e.into()))?;
+            let tx = append_transaction(&table, files.clone(), &offsets, &[]).map_err(|e| Attempt::Failed(e.into()))?;
             match commit_on_base(self.catalog(), &table, tx).await {
                 Ok(committed) => Ok(committed.metadata().current_snapshot_id()),
                 Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => Err(Attempt::Conflict),

@@ -3,24 +3,20 @@
 //! past such a batch, so its append leaves the offset map exactly as it is (neither back nor
 //! forward), and a summary mark names the batch so that a rerun of the replay finds its commit.
 
-use std::time::Duration;
-
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use iceberg::ErrorKind;
 use iceberg::spec::{DataFile, SnapshotRef};
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 use crate::LakeError;
 use crate::catalog::Lakehouse;
-use crate::commit::{AppendReport, OFFSETS_PROPERTY, commit_on_base};
-use crate::offsets::{carried_summary, committed_offsets};
+use crate::commit::{AppendReport, COMMIT_ATTEMPTS, append_transaction, commit_on_base};
+use crate::offsets::committed_offsets;
+use crate::retry::commit_backoff;
 use crate::tables::TableKind;
 
 /// Snapshot summary key naming the replayed batch a snapshot appended.
 pub const REPLAY_PROPERTY: &str = "healthlake.replay";
-/// Attempts before a conflicting replay commit gives up (a rerun of the replay completes it).
-const COMMIT_ATTEMPTS: usize = 12;
 
 impl Lakehouse {
     /// Commits `files` in one snapshot marked with `batch_id`, carrying the committed offset map
@@ -33,46 +29,24 @@ impl Lakehouse {
         files: Vec<DataFile>,
         batch_id: &str,
     ) -> Result<Option<AppendReport>, LakeError> {
-        let mut report = AppendReport {
-            data_files: files.len(),
-            records: files.iter().map(|f| f.record_count()).sum(),
-            bytes: files.iter().map(|f| f.file_size_in_bytes()).sum(),
-            ..AppendReport::default()
-        };
+        let mut report = AppendReport::of(&files);
         let attempt = || async {
             let table = self.table(kind).await?;
             if replay_snapshot(&table, batch_id).is_some() {
                 return Ok(None);
             }
             let offsets = committed_offsets(&table)?;
-            let mut summary = carried_summary(&table);
-            summary
-                .insert(OFFSETS_PROPERTY.to_string(), serde_json::to_string(&offsets).expect("offset map serializes"));
-            summary.insert(REPLAY_PROPERTY.to_string(), batch_id.to_string());
-            let tx = Transaction::new(&table);
-            let tx = tx
-                .fast_append()
-                .with_check_duplicate(false)
-                .add_data_files(files.clone())
-                .set_snapshot_properties(summary)
-                .apply(tx)?;
+            let tx = append_transaction(&table, files.clone(), &offsets, &[(REPLAY_PROPERTY, batch_id)])?;
             Ok::<Option<Table>, LakeError>(Some(commit_on_base(self.catalog(), &table, tx).await?))
         };
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(3))
-            .with_max_times(COMMIT_ATTEMPTS - 1)
-            .with_jitter();
         let committed = attempt
-            .retry(backoff)
+            .retry(commit_backoff(COMMIT_ATTEMPTS))
             .sleep(tokio::time::sleep)
             .when(is_conflict)
             .notify(|_, _| report.conflicts_retried += 1)
             .await
             .map_err(|e| match is_conflict(&e) {
-                true => {
-                    LakeError::CommitConflict { table: self.ident(kind).to_string(), attempts: COMMIT_ATTEMPTS as u32 }
-                }
+                true => LakeError::CommitConflict { table: self.ident(kind).to_string(), attempts: COMMIT_ATTEMPTS },
                 false => e,
             })?;
         Ok(committed.map(|table| AppendReport { snapshot_id: table.metadata().current_snapshot_id(), ..report }))
