@@ -596,6 +596,19 @@ impl AccumulatorStore for CrashingStore {
     }
 }
 
+/// An ingest handler over the harness's store, cut off where the returned store is armed to.
+fn crashing_ingest(h: &Harness) -> (Arc<CrashingStore>, IngestHandler) {
+    let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
+    let ingest = IngestHandler::new(
+        h.app.settings.clone(),
+        schema_source::from_settings(&h.app.settings.schema_registry).unwrap(),
+        h.app.lake.clone(),
+        crashing.clone(),
+        h.clock.clone(),
+    );
+    (crashing, ingest)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_effects_is_completed_by_the_redelivery() {
     let cfg = config(800);
@@ -610,14 +623,7 @@ async fn a_crash_between_effects_is_completed_by_the_redelivery() {
     let clean_seen = observe(&clean.app).await;
 
     let h = harness(&[]).await;
-    let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
-    let ingest = IngestHandler::new(
-        h.app.settings.clone(),
-        schema_source::from_settings(&h.app.settings.schema_registry).unwrap(),
-        h.app.lake.clone(),
-        crashing.clone(),
-        h.clock.clone(),
-    );
+    let (crashing, ingest) = crashing_ingest(&h);
     let mut crashes = 0;
     for (i, (_, event)) in plan.iter().enumerate() {
         let point = match i % 3 {
@@ -775,14 +781,7 @@ async fn every_attempt_judges_future_skew_the_same() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_whose_batches_fail_holds_the_watermark_through_the_outage() {
     let h = harness(&[("KAFKA_TOPIC", "t")]).await;
-    let crashing = Arc::new(CrashingStore { inner: h.app.store.clone(), crash: Mutex::new(None) });
-    let ingest = IngestHandler::new(
-        h.app.settings.clone(),
-        schema_source::from_settings(&h.app.settings.schema_registry).unwrap(),
-        h.app.lake.clone(),
-        crashing.clone(),
-        h.clock.clone(),
-    );
+    let (crashing, ingest) = crashing_ingest(&h);
     let day = |d: u32| -> DateTime<Utc> { format!("2025-10-{d:02}T12:00:00Z").parse().unwrap() };
     let payloads: Vec<(i32, i64, Vec<u8>)> = vec![
         (0, 0, heart_rate_payload("a", "u0", day(5), 70.0)),
