@@ -2,7 +2,7 @@
 //! late data, finalize idempotency, strict mode, and closed windows against an independent
 //! two-pass recomputation from the generated input.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::Array;
@@ -48,11 +48,8 @@ async fn harness(vars: &[(&str, &str)]) -> Harness {
     for (id, text) in WRITER_SCHEMAS {
         std::fs::write(schemas.join(format!("{id}.avsc")), text).unwrap();
     }
-    let mut env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut env = healthlake_testkit::embedded_env(dir.path(), vars);
     env.insert("SCHEMA_REGISTRY_URL".into(), format!("file://{}", schemas.display()));
-    env.insert("ICEBERG_CATALOG_URI".into(), format!("sqlite://{}/catalog.db", dir.path().display()));
-    env.insert("ICEBERG_WAREHOUSE".into(), format!("file://{}/warehouse", dir.path().display()));
-    env.insert("HEALTHLAKE_STATE_DIR".into(), format!("{}/state", dir.path().display()));
     let settings = Settings::from_map(&env).unwrap();
     assert!(matches!(settings.schema_registry, SchemaRegistrySettings::Directory(_)));
     let now = Arc::new(Mutex::new(start_time() + Duration::days(90)));

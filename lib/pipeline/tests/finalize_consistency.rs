@@ -129,15 +129,8 @@ fn sample(key: &AccumulatorKey, offset: i64, value: f64) -> AccumulatorUpdate {
 /// An embedded lake in `dir` and a finalize handler over `store`, with the clock three weeks past
 /// the window and the only partition well past it, so the window is due to close.
 async fn finalizer(dir: &std::path::Path, store: Arc<LaggingStore>) -> (Arc<Lakehouse>, FinalizeHandler) {
-    let env: HashMap<String, String> = [
-        ("SCHEMA_REGISTRY_URL", format!("file://{}", dir.display())),
-        ("ICEBERG_CATALOG_URI", format!("sqlite://{}/catalog.db", dir.display())),
-        ("ICEBERG_WAREHOUSE", format!("file://{}/warehouse", dir.display())),
-        ("HEALTHLAKE_STATE_DIR", format!("{}/state", dir.display())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let registry = format!("file://{}", dir.display());
+    let env = healthlake_testkit::embedded_env(dir, &[("SCHEMA_REGISTRY_URL", &registry)]);
     let settings = Settings::from_map(&env).unwrap();
     let lake = Arc::new(Lakehouse::open(&settings.catalog).await.unwrap());
     let now = at("2025-10-01T00:00:00Z");

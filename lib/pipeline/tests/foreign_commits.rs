@@ -3,7 +3,7 @@
 //! redelivery must still find the map healthlake committed below it and add nothing, nor bring
 //! the deleted rows back.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -23,15 +23,8 @@ async fn app(dir: &std::path::Path) -> App {
     for (id, text) in WRITER_SCHEMAS {
         std::fs::write(schemas.join(format!("{id}.avsc")), text).unwrap();
     }
-    let env: HashMap<String, String> = [
-        ("SCHEMA_REGISTRY_URL", format!("file://{}", schemas.display())),
-        ("ICEBERG_CATALOG_URI", format!("sqlite://{}/catalog.db", dir.display())),
-        ("ICEBERG_WAREHOUSE", format!("file://{}/warehouse", dir.display())),
-        ("HEALTHLAKE_STATE_DIR", format!("{}/state", dir.display())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let registry = format!("file://{}", schemas.display());
+    let env = healthlake_testkit::embedded_env(dir, &[("SCHEMA_REGISTRY_URL", &registry)]);
     let now: DateTime<Utc> = "2025-12-01T00:00:00Z".parse().unwrap();
     let clock: Clock = Arc::new(move || now);
     App::open(Settings::from_map(&env).unwrap(), clock).await.unwrap()

@@ -2,7 +2,6 @@
 //! over TLS with a CA made by the test: which answers mean "unknown schema" (rows in the errors
 //! table) and which fail the batch as a whole.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
@@ -111,11 +110,7 @@ async fn answer(stream: impl AsyncRead + AsyncWrite + Unpin, knows: Knows, seen:
 
 /// An app on the embedded stores in a fresh directory, reading schemas as `vars` say.
 async fn open_app(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> App {
-    let mut env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    env.insert("ICEBERG_CATALOG_URI".into(), format!("sqlite://{}/catalog.db", dir.path().display()));
-    env.insert("ICEBERG_WAREHOUSE".into(), format!("file://{}/warehouse", dir.path().display()));
-    env.insert("HEALTHLAKE_STATE_DIR".into(), format!("{}/state", dir.path().display()));
-    let settings = Settings::from_map(&env).unwrap();
+    let settings = Settings::from_map(&healthlake_testkit::embedded_env(dir.path(), vars)).unwrap();
     App::open(settings, healthlake_pipeline::system_clock()).await.unwrap()
 }
 

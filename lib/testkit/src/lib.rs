@@ -21,6 +21,17 @@ pub fn python() -> String {
     std::env::var("HEALTHLAKE_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
+/// The settings of an embedded pipeline under `dir` (SQL catalog, local warehouse, SQLite
+/// state) with `vars` on top, as the environment map `Settings::from_map` reads.
+pub fn embedded_env(dir: &std::path::Path, vars: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    let mut env: std::collections::HashMap<String, String> =
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.insert("ICEBERG_CATALOG_URI".into(), format!("sqlite://{}/catalog.db", dir.display()));
+    env.insert("ICEBERG_WAREHOUSE".into(), format!("file://{}/warehouse", dir.display()));
+    env.insert("HEALTHLAKE_STATE_DIR".into(), format!("{}/state", dir.display()));
+    env
+}
+
 /// A port nothing listens on now, on 127.0.0.1.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
