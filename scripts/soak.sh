@@ -11,7 +11,9 @@
 #
 # SOAK_RECORDS (default 230,000 records ≈ 1,000,000 samples), SOAK_PARTITIONS (6), SOAK_PROFILE
 # (release; `dev` uses the debug build the tests made), HEALTHLAKE_BIN (a binary to use as is),
-# SOAK_KILL_MIN / SOAK_KILL_MAX (20 / 60 s), SOAK_BROKER_RESTART_AT (the 3rd kill).
+# SOAK_KILL_MIN / SOAK_KILL_MAX (20 / 60 s), SOAK_BROKER_RESTART_AT (the 3rd kill), SOAK_MAX_KILLS
+# (25: then the runner is left to drain and finish, which on the emulator's slow finalize rounds
+# would otherwise never fit between two kills).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -35,6 +37,7 @@ partitions="${SOAK_PARTITIONS:-6}"
 kill_min="${SOAK_KILL_MIN:-20}"
 kill_max="${SOAK_KILL_MAX:-60}"
 restart_at="${SOAK_BROKER_RESTART_AT:-3}"
+max_kills="${SOAK_MAX_KILLS:-25}"
 
 if [[ -z "${HEALTHLAKE_BIN:-}" ]]; then
   if [[ "$profile" == release ]]; then cargo build --release -p healthlake --locked; else cargo build -p healthlake --locked; fi
@@ -67,6 +70,9 @@ while true; do
   "$healthlake" local "${runner_args[@]}" >>"$work/runner.log" 2>&1 &
   runner_pid=$!
   delay=$(( kill_min + RANDOM % (kill_max - kill_min + 1) ))
+  if [[ $kills -ge $max_kills ]]; then
+    delay=100000   # enough crashes: let it drain and finish its finalize rounds
+  fi
   for _ in $(seq 1 "$delay"); do
     kill -0 "$runner_pid" 2>/dev/null || break
     sleep 1
