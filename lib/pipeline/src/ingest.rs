@@ -26,7 +26,7 @@ use crate::config::Settings;
 use crate::decoding::BatchDecoder;
 use crate::events::{last_offsets, records_of};
 use crate::metrics;
-use crate::partials::{accumulator_updates, late_samples, overflowing_samples, refused_row};
+use crate::partials::{accumulator_updates, late_samples, refused_row, windows_by_sample};
 use crate::schema_source::{SchemaSource, SchemaSourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +123,7 @@ impl IngestHandler {
         report.accumulator_items_written = merge.items_written;
         report.accumulator_conflicts_retried = merge.conflicts_retried;
         let late = late_samples(merge.late);
-        let overflowing = overflowing_samples(merge.overflowing);
+        let overflowing = windows_by_sample(merge.overflowing);
 
         let mut progress: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for p in &processed {

@@ -42,10 +42,7 @@ pub(crate) fn accumulator_updates(
 
 /// The closed windows of each late sample, counted in `late_records`.
 pub(crate) fn late_samples(refused: Vec<(AccumulatorKey, SampleRef)>) -> BTreeMap<SampleRef, Vec<Window>> {
-    let mut late: BTreeMap<SampleRef, Vec<Window>> = BTreeMap::new();
-    for (key, sample) in refused {
-        late.entry(sample).or_default().push(key.window);
-    }
+    let late = windows_by_sample(refused);
     for kind in WindowKind::ALL {
         let n = late.values().filter(|ws| ws.iter().any(|w| w.kind == kind)).count();
         if n > 0 {
@@ -70,13 +67,13 @@ pub(crate) fn late_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -
     }
 }
 
-/// The windows that refused each sample because its merge would have left non-finite statistics.
-pub(crate) fn overflowing_samples(refused: Vec<(AccumulatorKey, SampleRef)>) -> BTreeMap<SampleRef, Vec<Window>> {
-    let mut overflowing: BTreeMap<SampleRef, Vec<Window>> = BTreeMap::new();
+/// The windows that refused each sample (closed, or whose statistics would not stay finite).
+pub(crate) fn windows_by_sample(refused: Vec<(AccumulatorKey, SampleRef)>) -> BTreeMap<SampleRef, Vec<Window>> {
+    let mut by_sample: BTreeMap<SampleRef, Vec<Window>> = BTreeMap::new();
     for (key, sample) in refused {
-        overflowing.entry(sample).or_default().push(key.window);
+        by_sample.entry(sample).or_default().push(key.window);
     }
-    overflowing
+    by_sample
 }
 
 /// A sample whose merge would have made a window's statistics non-finite: an error row, and the
