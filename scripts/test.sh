@@ -30,7 +30,7 @@ step "unit and integration tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
 step "end to end: embedded pipeline read back with pyiceberg"
-cargo build -p healthlake --locked
+cargo build --workspace --bins --locked
 tests/e2e_embedded.sh
 
 step "end to end: the same events embedded and on the AWS emulator (Glue + S3 + DynamoDB)"
@@ -38,6 +38,9 @@ tests/e2e_aws.sh
 
 step "end to end: Kafka → local event source mapping → ingest + finalize on the AWS emulator, with SIGKILLs"
 tests/e2e_kafka.sh
+
+step "end to end: the function binaries under a local Lambda Runtime API, on the AWS emulator"
+tests/e2e_lambda_runtime.sh
 
 step "end to end: the same through injected AWS faults (S3 503/timeouts, DynamoDB throttling, Glue conflicts)"
 tests/e2e_faults.sh

@@ -159,7 +159,8 @@ pub(crate) struct ProduceArgs {
     expect_out: Option<PathBuf>,
 }
 
-pub(crate) async fn produce(settings: Settings, args: ProduceArgs) -> Result<()> {
+pub(crate) async fn produce(mut settings: Settings, args: ProduceArgs) -> Result<()> {
+    healthlake_pipeline::schema_source::resolve_secret(&mut settings.schema_registry).await?;
     let kafka = healthlake_kafka::KafkaSettings::from_map(&std::env::vars().collect()).context("configuration")?;
     if args.create_topic && produce::ensure_topic(&kafka, args.data.partitions).await? {
         eprintln!("created topic {} with {} partitions", kafka.topic, args.data.partitions);

@@ -52,7 +52,7 @@ pub async fn register_writer_schemas(
                 ids.insert(id, id);
             }
         }
-        SchemaRegistrySettings::Http { url, basic_auth, extra_roots } => {
+        SchemaRegistrySettings::Http { url, basic_auth, extra_roots, .. } => {
             // Confluent REST API: POST /subjects/{topic}-value/versions → {"id": N}; registering
             // a schema the subject already has returns its id.
             let client = registry_client(extra_roots.as_ref())

@@ -1,18 +1,21 @@
 //! Shared by the Lambda binaries: they stay a few lines each.
 
+mod init;
+
 use std::future::Future;
 use std::sync::Arc;
 
 use healthlake_pipeline::app::App;
 use healthlake_pipeline::config::{LogFormat, Settings};
-use healthlake_pipeline::system_clock;
+pub use init::{InitError, start};
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-/// Starts a function: settings from the environment (failing at start, naming the variable),
-/// tracing, adapters built once per container, then the runtime loop calling `handler`.
+/// Starts a function: settings from the environment (failing at start, naming the variable, in
+/// `/init/error`), tracing, adapters built once per container, then the runtime loop calling
+/// `handler`.
 pub async fn serve<E, R, F, Fut>(handler: F) -> Result<(), Error>
 where
     E: DeserializeOwned + Send + 'static,
@@ -20,15 +23,24 @@ where
     F: Fn(Arc<App>, LambdaEvent<E>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerFailure>> + Send + 'static,
 {
-    let settings = Settings::from_env()?;
-    init_tracing(&settings);
-    let app = Arc::new(App::open(settings, system_clock()).await?);
+    let app = start().await?;
     let handler = Arc::new(handler);
-    lambda_runtime::run(service_fn(move |event| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (app, handler) = (app.clone(), handler.clone());
-        async move { handler(app, event).await }
+        async move { handler(app, parse_payload(event)?).await }
     }))
     .await
+}
+
+/// The payload as the function's input type. lambda_runtime would refuse a malformed payload
+/// itself, but under a Rust type name as the error type; here it is `Permanent.InvalidInput`,
+/// which no retry of the same payload changes.
+fn parse_payload<E: DeserializeOwned>(event: LambdaEvent<Value>) -> Result<LambdaEvent<E>, HandlerFailure> {
+    let LambdaEvent { payload, context } = event;
+    match serde_json::from_value(payload) {
+        Ok(payload) => Ok(LambdaEvent::new(payload, context)),
+        Err(e) => Err(HandlerFailure { retryable: false, kind: "InvalidInput", message: e.to_string() }),
+    }
 }
 
 /// JSON logs to CloudWatch by default, at `LOG_LEVEL`.
@@ -111,6 +123,21 @@ pub fn finalize_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_payload_is_a_permanent_failure_naming_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Input {
+            kind: healthlake_core::WindowKind,
+        }
+        let event = |payload| LambdaEvent::new(payload, lambda_runtime::Context::default());
+        assert_eq!(parse_payload::<Input>(event(json!({"kind": "daily"}))).unwrap().payload.kind.as_str(), "daily");
+        let failure = parse_payload::<Input>(event(json!({"kind": "hourly"}))).unwrap_err();
+        let diagnostic: Diagnostic = failure.into();
+        assert_eq!(diagnostic.error_type, "Permanent.InvalidInput");
+        assert!(diagnostic.error_message.contains("hourly"), "{}", diagnostic.error_message);
+    }
 
     #[test]
     fn diagnostics_say_whether_to_retry() {

@@ -11,7 +11,7 @@ use crate::config::{Settings, StateStoreSettings};
 use crate::finalize::FinalizeHandler;
 use crate::ingest::IngestHandler;
 use crate::replay::ReplayHandler;
-use crate::schema_source::{self, SchemaSourceError};
+use crate::schema_source::{self, CredentialsError, SchemaSourceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -21,6 +21,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     SchemaRegistry(#[from] SchemaSourceError),
+    #[error("reading the schema registry's credentials: {0}")]
+    RegistryCredentials(#[from] CredentialsError),
 }
 
 /// The handlers over the adapters the settings choose (embedded or AWS).
@@ -35,7 +37,8 @@ pub struct App {
 }
 
 impl App {
-    pub async fn open(settings: Settings, clock: Clock) -> Result<Self, StartError> {
+    pub async fn open(mut settings: Settings, clock: Clock) -> Result<Self, StartError> {
+        schema_source::resolve_secret(&mut settings.schema_registry).await?;
         let lake = Arc::new(Lakehouse::open(&settings.catalog).await?);
         let store = open_store(&settings.state).await?;
         let ingest = IngestHandler::new(

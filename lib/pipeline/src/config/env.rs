@@ -6,6 +6,9 @@ pub const SCHEMA_REGISTRY_BASIC_AUTH_USER: &str = "SCHEMA_REGISTRY_BASIC_AUTH_US
 pub const SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD: &str = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD";
 /// PEM file of CA certificates the registry's TLS may chain to, besides the system's roots.
 pub const SCHEMA_REGISTRY_CA_FILE: &str = "SCHEMA_REGISTRY_CA_FILE";
+/// A Secrets Manager secret (ARN or name) holding the registry's basic auth credentials as JSON
+/// `{"username": ..., "password": ...}`, read once at start: on Lambda, no secret in plain env.
+pub const HEALTHLAKE_SCHEMA_REGISTRY_SECRET: &str = "HEALTHLAKE_SCHEMA_REGISTRY_SECRET";
 pub const ICEBERG_CATALOG_TYPE: &str = "ICEBERG_CATALOG_TYPE";
 pub const ICEBERG_CATALOG_NAME: &str = "ICEBERG_CATALOG_NAME";
 pub const ICEBERG_CATALOG_URI: &str = "ICEBERG_CATALOG_URI";

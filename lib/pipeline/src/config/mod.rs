@@ -209,6 +209,7 @@ mod tests {
             SchemaRegistrySettings::Http {
                 url: "http://localhost:8081".into(),
                 basic_auth: Some(("u".into(), "p".into())),
+                credentials_secret: None,
                 extra_roots: None
             }
         );

@@ -12,8 +12,15 @@ use super::values::{ConfigError, invalid, value};
 /// Where the writer schemas come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaRegistrySettings {
-    /// A Confluent-compatible registry over HTTP or HTTPS.
-    Http { url: String, basic_auth: Option<(String, String)>, extra_roots: Option<TrustedRoots> },
+    /// A Confluent-compatible registry over HTTP or HTTPS. `basic_auth` comes from the
+    /// environment, or from the Secrets Manager secret `credentials_secret` names once the
+    /// application resolves it at start.
+    Http {
+        url: String,
+        basic_auth: Option<(String, String)>,
+        credentials_secret: Option<String>,
+        extra_roots: Option<TrustedRoots>,
+    },
     /// A directory of `<id>.avsc` files, for offline use.
     Directory(PathBuf),
     /// None configured: JSON values still work; Avro values become `unknown_schema` errors.
@@ -58,15 +65,28 @@ pub(super) fn schema_registry_settings(vars: &HashMap<String, String>) -> Result
             });
         }
     };
+    let credentials_secret = value(vars, env::HEALTHLAKE_SCHEMA_REGISTRY_SECRET);
+    if basic_auth.is_some()
+        && let Some(secret) = &credentials_secret
+    {
+        return Err(invalid(
+            env::HEALTHLAKE_SCHEMA_REGISTRY_SECRET,
+            secret,
+            "unset when SCHEMA_REGISTRY_BASIC_AUTH_USER/_PASSWORD give the credentials (one source, not two)",
+        ));
+    }
     let extra_roots = value(vars, env::SCHEMA_REGISTRY_CA_FILE).map(|path| trusted_roots(&path)).transpose()?;
     match value(vars, env::SCHEMA_REGISTRY_URL) {
         None => Ok(SchemaRegistrySettings::None),
         Some(url) if url.starts_with("file://") => {
             Ok(SchemaRegistrySettings::Directory(PathBuf::from(url.trim_start_matches("file://"))))
         }
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-            Ok(SchemaRegistrySettings::Http { url: url.trim_end_matches('/').to_string(), basic_auth, extra_roots })
-        }
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => Ok(SchemaRegistrySettings::Http {
+            url: url.trim_end_matches('/').to_string(),
+            basic_auth,
+            credentials_secret,
+            extra_roots,
+        }),
         Some(url) => Err(ConfigError {
             variable: env::SCHEMA_REGISTRY_URL,
             value: url,
@@ -106,9 +126,31 @@ mod tests {
             SchemaRegistrySettings::Http {
                 url: "https://registry.example:8081".into(),
                 basic_auth: None,
+                credentials_secret: None,
                 extra_roots: None
             }
         );
+    }
+
+    #[test]
+    fn credentials_come_from_the_environment_or_a_secret_not_both() {
+        let settings = read(&[
+            ("SCHEMA_REGISTRY_URL", "https://registry.example"),
+            ("HEALTHLAKE_SCHEMA_REGISTRY_SECRET", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry"),
+        ])
+        .unwrap();
+        let SchemaRegistrySettings::Http { credentials_secret: Some(secret), basic_auth: None, .. } = settings else {
+            panic!("{settings:?}")
+        };
+        assert!(secret.ends_with(":secret:registry"));
+        let err = read(&[
+            ("SCHEMA_REGISTRY_URL", "https://registry.example"),
+            ("SCHEMA_REGISTRY_BASIC_AUTH_USER", "u"),
+            ("SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD", "p"),
+            ("HEALTHLAKE_SCHEMA_REGISTRY_SECRET", "registry"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "HEALTHLAKE_SCHEMA_REGISTRY_SECRET", "{err}");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Where writer schemas come from: a Confluent-compatible registry or a directory of files.
 
 mod confluent;
+mod credentials;
 mod directory;
 
 use async_trait::async_trait;
 
 pub use confluent::{HttpSchemaRegistry, registry_client};
+pub use credentials::{CredentialsError, resolve_secret};
 pub use directory::DirectorySchemaSource;
 
 use crate::config::SchemaRegistrySettings;
@@ -61,7 +63,7 @@ impl SchemaSource for NoSchemaSource {
 /// The source the settings choose; building an HTTPS client can fail, at start.
 pub fn from_settings(settings: &SchemaRegistrySettings) -> Result<Box<dyn SchemaSource>, SchemaSourceError> {
     Ok(match settings {
-        SchemaRegistrySettings::Http { url, basic_auth, extra_roots } => {
+        SchemaRegistrySettings::Http { url, basic_auth, extra_roots, .. } => {
             Box::new(HttpSchemaRegistry::new(url, basic_auth.clone(), extra_roots.as_ref())?)
         }
         SchemaRegistrySettings::Directory(dir) => Box::new(DirectorySchemaSource::new(dir.clone())),

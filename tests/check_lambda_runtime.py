@@ -1,0 +1,222 @@
+"""Runs the three function binaries as Lambda's custom runtime runs them (tests/lambda_runtime_api.py)
+against the AWS emulator, and checks their Runtime API contract:
+
+- ingest: Kafka events (with an undecodable record) answered with the ingest response; a
+  redelivered batch writes nothing; strict validation fails a batch as `Permanent.IngestError`;
+  an unreachable schema registry fails it as `Retryable.IngestError`; the registry's credentials
+  come from a Secrets Manager secret (HEALTHLAKE_SCHEMA_REGISTRY_SECRET);
+- finalize: the three schedules' payloads; a payload of an unknown kind is refused;
+- backfill: a manual dry run;
+- a bad setting, or a secret that cannot be read, reaches `/init/error` naming the variable.
+
+Prints each binary's init duration and peak RSS. The tables are then compared with an embedded
+run of the same events by tests/compare_tables.py.
+
+usage: check_lambda_runtime.py ENDPOINT_URL EVENTS_DIR BIN_DIR WORK_DIR
+(the emulator's settings, from `scripts/aws-emulator.sh env`, in the environment)
+"""
+
+import base64
+import copy
+import glob
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+
+from lambda_runtime_api import RuntimeApi
+
+REGISTRY_USER, REGISTRY_PASSWORD = "healthlake-ingest", "s3cr3t-for-the-registry"
+PASSED_THROUGH = ("ICEBERG_", "S3_", "HEALTHLAKE_", "LOG_LEVEL")
+failures = []
+
+
+def check(condition, what):
+    print(f"{'ok  ' if condition else 'FAIL'} {what}")
+    if not condition:
+        failures.append(what)
+
+
+def serve_registry(schemas_dir):
+    """A Confluent-compatible registry that wants basic auth: GET /schemas/ids/<id>."""
+    expected = "Basic " + base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
+
+    class Registry(BaseHTTPRequestHandler):
+        def log_message(self, *_):
+            pass
+
+        def do_GET(self):
+            if self.headers.get("Authorization") != expected:
+                return self._json(401, {"error_code": 40101, "message": "Unauthorized"})
+            schema_id = self.path.rsplit("/", 1)[-1]
+            path = os.path.join(schemas_dir, f"{schema_id}.avsc")
+            if not self.path.startswith("/schemas/ids/") or not os.path.exists(path):
+                return self._json(404, {"error_code": 40403, "message": "Schema not found"})
+            with open(path) as f:
+                self._json(200, {"schema": f.read()})
+
+        def _json(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class Function:
+    """One cold start of a binary under the Runtime API."""
+
+    def __init__(self, name, bin_dir, work_dir, settings):
+        self.name = name
+        self.api = RuntimeApi(function_name=name)
+        env = self.api.lambda_environment()
+        env.update({k: v for k, v in os.environ.items() if k.startswith(PASSED_THROUGH)})
+        # The execution role's credentials, as Lambda passes them.
+        env.update({k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+        env["AWS_SESSION_TOKEN"] = "emulator"
+        env.update(settings)
+        self.log = os.path.join(work_dir, f"{name}.log")
+        self.process = self.api.spawn([os.path.join(bin_dir, name)], env, self.log)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.api.stop_function(self.process)
+        self.api.close()
+
+    def invoke(self, payload):
+        return self.api.invoke(payload)
+
+
+def kafka_events(events_dir):
+    files = sorted(glob.glob(os.path.join(events_dir, "*.json")))
+    return [json.load(open(f)) for f in files]
+
+
+def undecodable_event(template):
+    """A batch of one record that is neither Confluent-framed Avro nor JSON, at the offset after
+    the template batch's last record of its first partition."""
+    event = copy.deepcopy(template)
+    key, records = next(iter(event["records"].items()))
+    last = max(records, key=lambda r: r["offset"])
+    record = dict(last, offset=last["offset"] + 1, value=base64.b64encode(b"\x07not avro, not json").decode())
+    event["records"] = {key: [record]}
+    return event
+
+
+def main(endpoint, events_dir, bin_dir, work_dir):
+    events = kafka_events(events_dir)
+    assert len(events) >= 2, "need at least two event files"
+    extra = undecodable_event(events[-1])
+    with open(os.path.join(events_dir, "99999-undecodable.json"), "w") as f:
+        json.dump(extra, f)  # the embedded run applies it too
+    registry = serve_registry(os.path.join(events_dir, "schemas"))
+    registry_url = f"http://127.0.0.1:{registry.server_address[1]}"
+    secrets = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    secret_arn = secrets.create_secret(
+        Name=f"healthlake/registry-{os.getpid()}",
+        SecretString=json.dumps({"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}))["ARN"]
+    ingest_settings = {
+        "SCHEMA_REGISTRY_URL": registry_url,
+        "HEALTHLAKE_SCHEMA_REGISTRY_SECRET": secret_arn,
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
+    }
+    measured = {}
+
+    def cold_start(function):
+        measured[function.name] = {"init_ms": function.api.init_duration_ms(function.process)}
+
+    def peak(function):
+        measured[function.name]["peak_rss_mib"] = RuntimeApi.peak_rss_kib(function.process) / 1024
+
+    print("== bad settings reach /init/error")
+    for name, settings, variable, error_type in [
+        ("healthlake-ingest", {"MAX_HEART_RATE": "fast"}, "MAX_HEART_RATE", "Runtime.InvalidConfiguration"),
+        ("healthlake-finalize", {"ICEBERG_CATALOG_TYPE": "hadoop"}, "ICEBERG_CATALOG_TYPE",
+         "Runtime.InvalidConfiguration"),
+        ("healthlake-ingest", dict(ingest_settings, HEALTHLAKE_SCHEMA_REGISTRY_SECRET="healthlake/no-such-secret"),
+         "HEALTHLAKE_SCHEMA_REGISTRY_SECRET", "Runtime.StartFailed"),
+    ]:
+        with Function(name, bin_dir, work_dir, settings) as function:
+            status = function.process.wait(timeout=60)
+            reported = function.api.init_errors
+            check(status != 0, f"{name} with a bad {variable} exits ({status})")
+            check(len(reported) == 1 and reported[0][0] == error_type
+                  and reported[0][1].get("errorType") == error_type
+                  and variable in reported[0][1].get("errorMessage", ""),
+                  f"{name}: /init/error says {error_type} and names {variable}: {reported}")
+
+    print("== ingest: strict validation fails a batch as permanent, before writing anything")
+    with Function("healthlake-ingest", bin_dir, work_dir, dict(ingest_settings, VALIDATION_STRICT_MODE="true")) as f:
+        kind, body, _ = f.invoke(events[0])
+        check(kind == "error" and body["errorType"] == "Permanent.IngestError", f"strict mode: {body}")
+
+    print("== ingest: an unreachable registry fails a batch as retryable")
+    with Function("healthlake-ingest", bin_dir, work_dir, {"SCHEMA_REGISTRY_URL": "http://127.0.0.1:9"}) as f:
+        kind, body, _ = f.invoke(events[0])
+        check(kind == "error" and body["errorType"] == "Retryable.IngestError", f"registry down: {body}")
+
+    print("== ingest: every batch, a redelivery, an undecodable record (one warm container)")
+    with Function("healthlake-ingest", bin_dir, work_dir, ingest_settings) as f:
+        cold_start(f)
+        total = {"records": 0, "rawRowsWritten": 0, "errorRowsWritten": 0}
+        for event in events:
+            kind, body, _ = f.invoke(event)
+            check(kind == "response" and body["records"] > 0 and body["rowsSkippedAsCommitted"] == 0,
+                  f"batch answered {body}")
+            for key in total:
+                total[key] += body[key]
+        check(total["rawRowsWritten"] > 0 and total["errorRowsWritten"] > 0, f"all batches: {total}")
+        kind, body, _ = f.invoke(events[1])
+        check(kind == "response" and body["rawRowsWritten"] == 0 and body["errorRowsWritten"] == 0
+              and body["rowsSkippedAsCommitted"] > 0, f"redelivered batch writes nothing: {body}")
+        kind, body, _ = f.invoke(extra)
+        check(kind == "response" and body == {"records": 1, "rawRowsWritten": 0, "errorRowsWritten": 1,
+                                              "rowsSkippedAsCommitted": 0},
+              f"undecodable record → one error row: {body}")
+        peak(f)
+
+    print("== finalize: the three schedules")
+    with Function("healthlake-finalize", bin_dir, work_dir, {}) as f:
+        cold_start(f)
+        kind, body, _ = f.invoke({"kind": "hourly"})
+        check(kind == "error" and body["errorType"] == "Permanent.InvalidInput" and "hourly" in body["errorMessage"],
+              f"unknown kind refused as permanent: {body}")
+        for window_kind in ("daily", "weekly", "monthly"):
+            kind, body, _ = f.invoke({"kind": window_kind})
+            check(kind == "response" and body["kind"] == window_kind and body["windowsEmitted"] > 0
+                  and body["watermark"], f"{window_kind}: {body}")
+        peak(f)
+
+    print("== backfill: a manual dry run")
+    with Function("healthlake-backfill", bin_dir, work_dir, {}) as f:
+        cold_start(f)
+        kind, body, _ = f.invoke({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z",
+                                  "windowKinds": ["daily"], "dryRun": True})
+        daily = (body or {}).get("kinds", {}).get("daily", {})
+        check(kind == "response" and body.get("dryRun") is True and daily.get("windowsRecomputed", 0) > 0
+              and daily.get("windowsChanged") == 0, f"backfill dry run finds nothing to change: {body}")
+        peak(f)
+
+    registry.shutdown()
+    print("\nfunction              init (ms)  peak RSS (MiB)   (debug build unless BIN_DIR is a release one)")
+    for name, m in measured.items():
+        print(f"{name:<21} {m['init_ms']:>9.1f}  {m.get('peak_rss_mib', 0):>14.1f}")
+    if failures:
+        print(f"\n{len(failures)} check(s) failed; the functions' logs are in {work_dir}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
