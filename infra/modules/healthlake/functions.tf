@@ -3,7 +3,6 @@
 
 resource "aws_cloudwatch_log_group" "function" {
   #checkov:skip=CKV_AWS_338:Retention is a cost decision per deployment (log_retention_days, 30 by default); the tables, not the logs, are the record of what was ingested.
-  #checkov:skip=CKV_AWS_158:Logs are encrypted by CloudWatch by default; a customer key can be given through log_kms_key_arn (its key policy must then admit the logs service).
   for_each = local.functions
 
   # The name Lambda writes to by default, created before the function so that Lambda does not
@@ -16,10 +15,6 @@ resource "aws_cloudwatch_log_group" "function" {
 
 resource "aws_lambda_function" "function" {
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile and a signed upload step that scripts/package-lambdas.sh does not have; the zips come from a locked cargo build.
-  #checkov:skip=CKV_AWS_117:The functions call only public AWS APIs and the schema registry by default; function_vpc puts them in a VPC when the registry is private.
-  #checkov:skip=CKV_AWS_173:The environment holds no secret (registry credentials are read from Secrets Manager); Lambda encrypts it at rest with its AWS-managed key, or with lambda_kms_key_arn when set.
-  #checkov:skip=CKV_AWS_116:Only finalize is invoked asynchronously and it gets the dead-letter queue (dynamic block below); ingest is invoked synchronously by the event source mapping (failed batches go to its on-failure destination) and backfill by hand.
-  #checkov:skip=CKV_AWS_115:Concurrency is bounded by the callers (one invocation per Kafka partition, one schedule per window kind); reserved_concurrent_executions can be set per function in function_settings.
   for_each = local.functions
 
   function_name = local.function_names[each.key]

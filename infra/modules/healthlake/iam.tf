@@ -53,8 +53,6 @@ resource "aws_iam_role" "function" {
 }
 
 data "aws_iam_policy_document" "function" {
-  #checkov:skip=CKV_AWS_111:The only statement with Resource "*" is NetworkInterfaces: ec2:CreateNetworkInterface and the Describe* calls Lambda makes for VPC access do not support resource-level permissions.
-  #checkov:skip=CKV_AWS_356:Same statement (NetworkInterfaces) as above; every other statement names its resources.
   for_each = local.functions
 
   statement {

@@ -6,8 +6,6 @@
 resource "aws_s3_bucket" "warehouse" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery choice per deployment (a second bucket, region and role); the tables can also be rebuilt from Kafka retention with backfill.
   #checkov:skip=CKV2_AWS_62:No consumer of object-created events exists; Iceberg readers find files through the catalog, not through notifications.
-  #checkov:skip=CKV_AWS_18:Access logging goes to a bucket the deployment owns; set access_log_bucket to enable it (aws_s3_bucket_logging below).
-  #checkov:skip=CKV_AWS_145:Encryption is SSE-S3 by default and SSE-KMS when bucket_kms_key_arn is set (aws_s3_bucket_server_side_encryption_configuration below); a customer key is not required for this data everywhere.
   count = var.create_bucket ? 1 : 0
 
   bucket        = local.bucket_name
