@@ -28,8 +28,8 @@ locals {
   # MSK resource ARNs for the kafka-cluster:* (IAM access control) actions:
   # cluster/<name>/<uuid> -> topic/<name>/<uuid>/<topic>, group/<name>/<uuid>/<group>.
   msk_cluster_arn = local.kafka_is_msk ? var.kafka.cluster_arn : null
-  msk_topic_arn   = local.kafka_is_msk ? "${replace(var.kafka.cluster_arn, ":cluster/", ":topic/")}/${var.kafka.topic}" : null
-  msk_group_arn   = local.kafka_is_msk ? "${replace(var.kafka.cluster_arn, ":cluster/", ":group/")}/${var.kafka.consumer_group_id}" : null
+  msk_topic_arn   = local.kafka_is_msk ? "${replace(coalesce(var.kafka.cluster_arn, "-"), ":cluster/", ":topic/")}/${var.kafka.topic}" : null
+  msk_group_arn   = local.kafka_is_msk ? "${replace(coalesce(var.kafka.cluster_arn, "-"), ":cluster/", ":group/")}/${var.kafka.consumer_group_id}" : null
 
   # The pollers create network interfaces in a VPC: always for MSK, for self-managed Kafka when
   # subnets are given.
@@ -40,8 +40,8 @@ locals {
   kafka_source_access = concat(
     contains(["IAM", "NONE"], var.kafka.auth_type) ? [] : [{ type = var.kafka.auth_type, uri = var.kafka.auth_secret_arn }],
     var.kafka.server_root_ca_secret_arn == null ? [] : [{ type = "SERVER_ROOT_CA_CERTIFICATE", uri = var.kafka.server_root_ca_secret_arn }],
-    var.kafka.vpc == null ? [] : [for id in var.kafka.vpc.subnet_ids : { type = "VPC_SUBNET", uri = "subnet:${id}" }],
-    var.kafka.vpc == null ? [] : [for id in var.kafka.vpc.security_group_ids : { type = "VPC_SECURITY_GROUP", uri = "security_group:${id}" }],
+    [for id in try(var.kafka.vpc.subnet_ids, []) : { type = "VPC_SUBNET", uri = "subnet:${id}" }],
+    [for id in try(var.kafka.vpc.security_group_ids, []) : { type = "VPC_SECURITY_GROUP", uri = "security_group:${id}" }],
   )
 }
 

@@ -74,7 +74,8 @@ locals {
     }
   }
 
-  bucket_name   = var.create_bucket ? coalesce(var.bucket_name, "${var.name}-warehouse-${local.account_id}-${local.region}") : var.bucket_name
+  create_bucket = var.existing_bucket_name == null
+  bucket_name   = local.create_bucket ? coalesce(var.bucket_name, "${var.name}-warehouse-${local.account_id}-${local.region}") : var.existing_bucket_name
   bucket_arn    = "arn:${local.partition}:s3:::${local.bucket_name}"
   warehouse_uri = "s3://${local.bucket_name}/${var.warehouse_prefix}"
 
@@ -131,9 +132,13 @@ locals {
       LOG_FORMAT                = var.log_format
       METRICS_ENABLED           = "true"
     },
-    var.kafka.partitions == null ? {} : { HEALTHLAKE_TOPIC_PARTITIONS = tostring(var.kafka.partitions) },
-    var.schema_registry.url == null ? {} : { SCHEMA_REGISTRY_URL = var.schema_registry.url },
-    var.schema_registry.secret_arn == null ? {} : { HEALTHLAKE_SCHEMA_REGISTRY_SECRET = var.schema_registry.secret_arn },
+    # Optional ones, left out when unset (a for expression, since `cond ? {} : {...}` would
+    # mix two object types).
+    { for name, value in {
+      HEALTHLAKE_TOPIC_PARTITIONS       = var.kafka.partitions == null ? null : tostring(var.kafka.partitions)
+      SCHEMA_REGISTRY_URL               = var.schema_registry.url
+      HEALTHLAKE_SCHEMA_REGISTRY_SECRET = var.schema_registry.secret_arn
+    } : name => value if value != null },
   )
 
   tags = merge({ application = "healthlake" }, var.tags)

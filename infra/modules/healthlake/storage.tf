@@ -1,12 +1,12 @@
 # The warehouse bucket: Iceberg data and metadata under var.warehouse_prefix, and the Kafka
 # batches the event source mapping gave up on under var.on_failure_prefix. With
-# create_bucket = false the bucket named by bucket_name is used as it is; its encryption,
+# existing_bucket_name set, that bucket is used as it is; its encryption,
 # versioning, policies and lifecycle are then its owner's.
 
 resource "aws_s3_bucket" "warehouse" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery choice per deployment (a second bucket, region and role); the tables can also be rebuilt from Kafka retention with backfill.
   #checkov:skip=CKV2_AWS_62:No consumer of object-created events exists; Iceberg readers find files through the catalog, not through notifications.
-  count = var.create_bucket ? 1 : 0
+  count = local.create_bucket ? 1 : 0
 
   bucket        = local.bucket_name
   force_destroy = var.force_destroy
@@ -14,7 +14,7 @@ resource "aws_s3_bucket" "warehouse" {
 }
 
 resource "aws_s3_bucket_versioning" "warehouse" {
-  count  = var.create_bucket ? 1 : 0
+  count  = local.create_bucket ? 1 : 0
   bucket = aws_s3_bucket.warehouse[0].id
 
   versioning_configuration {
@@ -25,7 +25,7 @@ resource "aws_s3_bucket_versioning" "warehouse" {
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "warehouse" {
-  count  = var.create_bucket ? 1 : 0
+  count  = local.create_bucket ? 1 : 0
   bucket = aws_s3_bucket.warehouse[0].id
 
   rule {
@@ -39,7 +39,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "warehouse" {
 }
 
 resource "aws_s3_bucket_public_access_block" "warehouse" {
-  count  = var.create_bucket ? 1 : 0
+  count  = local.create_bucket ? 1 : 0
   bucket = aws_s3_bucket.warehouse[0].id
 
   block_public_acls       = true
@@ -49,7 +49,7 @@ resource "aws_s3_bucket_public_access_block" "warehouse" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "warehouse" {
-  count  = var.create_bucket ? 1 : 0
+  count  = local.create_bucket ? 1 : 0
   bucket = aws_s3_bucket.warehouse[0].id
 
   rule {
@@ -81,7 +81,7 @@ data "aws_iam_policy_document" "warehouse_bucket" {
 }
 
 resource "aws_s3_bucket_policy" "warehouse" {
-  count  = var.create_bucket ? 1 : 0
+  count  = local.create_bucket ? 1 : 0
   bucket = aws_s3_bucket.warehouse[0].id
   policy = data.aws_iam_policy_document.warehouse_bucket.json
 
@@ -90,7 +90,7 @@ resource "aws_s3_bucket_policy" "warehouse" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "warehouse" {
-  count  = var.create_bucket ? 1 : 0
+  count  = local.create_bucket ? 1 : 0
   bucket = aws_s3_bucket.warehouse[0].id
 
   # Failed Kafka batches are kept for replay (healthlake replay) for a while, then dropped.
@@ -147,7 +147,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "warehouse" {
 }
 
 resource "aws_s3_bucket_logging" "warehouse" {
-  count  = var.create_bucket && var.access_log_bucket != null ? 1 : 0
+  count  = local.create_bucket && var.access_log_bucket != null ? 1 : 0
   bucket = aws_s3_bucket.warehouse[0].id
 
   target_bucket = var.access_log_bucket

@@ -9,8 +9,8 @@ variable "name" {
   default     = "healthlake"
 
   validation {
-    condition     = can(regex("^[a-zA-Z0-9-]{1,40}$", var.name))
-    error_message = "name must be 1-40 letters, digits or hyphens (it prefixes function, role and queue names)."
+    condition     = can(regex("^[a-z0-9-]{1,20}$", var.name))
+    error_message = "name must be 1-20 lower-case letters, digits or hyphens (it prefixes function, role, queue and bucket names)."
   }
 }
 
@@ -22,14 +22,14 @@ variable "tags" {
 
 # --- Warehouse bucket ------------------------------------------------------------------------
 
-variable "create_bucket" {
-  description = "Create the warehouse bucket (true) or use the existing bucket named by bucket_name (false)."
-  type        = bool
-  default     = true
+variable "existing_bucket_name" {
+  description = "Use this existing bucket for the warehouse and failed batches instead of creating one; its encryption, versioning, policy and lifecycle are then its owner's (see README.md for what it needs)."
+  type        = string
+  default     = null
 }
 
 variable "bucket_name" {
-  description = "Name of the warehouse bucket. Required when create_bucket is false; when null, <name>-warehouse-<account id>-<region>."
+  description = "Name of the bucket the module creates; null: <name>-warehouse-<account id>-<region>."
   type        = string
   default     = null
 }
