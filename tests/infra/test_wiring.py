@@ -357,6 +357,20 @@ class ModuleWiring(unittest.TestCase):
         else:
             self.assertNotIn("s3:DeleteObject", policy, "no code deletes objects")
 
+    # --- documentation ---
+
+    def test_module_readme_lists_every_input_and_output(self):
+        readme = (MODULE / "README.md").read_text()
+        missing = [f"variable {n}" for n in self.tf["variable"] if f"| `{n}` |" not in readme]
+        missing += [f"output {n}" for n in self.tf["output"] if f"| `{n}` |" not in readme]
+        kafka_type = self.tf["variable"]["kafka"]["type"]
+        kafka_attributes = re.findall(r"\b([a-z_]+)\s*=\s*(?:optional|string|number|bool|list|object)", kafka_type)
+        self.assertIn("provisioned_pollers", kafka_attributes, "could not parse the kafka variable's type")
+        top_level = [a for a in kafka_attributes if a not in ("subnet_ids", "security_group_ids", "minimum", "maximum")]
+        missing += [f"kafka.{n}" for n in top_level if f"| `{n}` |" not in readme]
+        missing += [f"setting {n}" for n in self.tf["locals"]["default_settings"] if f"`{n}`" not in readme]
+        self.assertEqual(missing, [], "not documented in infra/modules/healthlake/README.md")
+
 
 if __name__ == "__main__":
     result = unittest.main(exit=False, verbosity=2).result
