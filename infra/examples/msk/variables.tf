@@ -54,3 +54,15 @@ variable "settings" {
   type        = map(string)
   default     = {}
 }
+
+variable "state_table_deletion_protection" {
+  description = "Refuse to delete the state table; set false (and apply) before terraform destroy."
+  type        = bool
+  default     = true
+}
+
+variable "force_destroy" {
+  description = "Let terraform destroy delete the bucket with every table file in it."
+  type        = bool
+  default     = false
+}

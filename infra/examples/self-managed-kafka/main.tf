@@ -48,4 +48,8 @@ module "healthlake" {
   } : null
 
   settings = var.settings
+
+  # Teardown: apply with these two flipped, then destroy (../../README.md).
+  state_table_deletion_protection = var.state_table_deletion_protection
+  force_destroy                   = var.force_destroy
 }
