@@ -10,7 +10,7 @@
 #   scripts/check-infra.sh
 #
 # Tools go into their own virtualenv, $HEALTHLAKE_CACHE/venv-infra, created only when missing
-# (about 45 s the first time). python-hcl2 is installed beside it in venv-infra/python-hcl2:
+# (about 1 minute the first time, with the schemas below; 8 s once cached). python-hcl2 is installed beside it in venv-infra/python-hcl2:
 # checkov depends on bc-python-hcl2, which installs the same `hcl2` module name.
 # The provider schemas are extracted once from npm's @cdktf/provider-aws (generated from the
 # provider's schema; about 40 MB to download each, 1.4 MB kept) into $HEALTHLAKE_CACHE/infra-schemas.
