@@ -10,8 +10,9 @@
 #   scripts/check-infra.sh
 #
 # Tools go into their own virtualenv, $HEALTHLAKE_CACHE/venv-infra, created only when missing
-# (about 1 minute the first time, with the schemas below; 8 s once cached). python-hcl2 is installed beside it in venv-infra/python-hcl2:
-# checkov depends on bc-python-hcl2, which installs the same `hcl2` module name.
+# (about 1 minute the first time, with the schemas below; 8 s a run once cached). python-hcl2
+# is installed beside it in venv-infra/python-hcl2: checkov depends on bc-python-hcl2, which
+# installs the same `hcl2` module name.
 # The provider schemas are extracted once from npm's @cdktf/provider-aws (generated from the
 # provider's schema; about 40 MB to download each, 1.4 MB kept) into $HEALTHLAKE_CACHE/infra-schemas.
 set -euo pipefail
