@@ -20,6 +20,9 @@ if [[ -z "${KAFKA_BROKERS:-}" ]]; then
   scripts/kafka-broker.sh install
 fi
 
+step "infra: terraform fmt, checkov, the module's wiring against the code"
+scripts/check-infra.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -27,11 +27,6 @@ LAKE_SRC = ROOT / "lib" / "lake" / "src"
 WINDOW_RS = ROOT / "lib" / "core" / "src" / "window.rs"
 FINALIZE_MAIN = ROOT / "functions" / "finalize" / "src" / "main.rs"
 
-# Names the module may set before lib/pipeline declares them: the brief of the secret-based
-# registry credentials adds HEALTHLAKE_SCHEMA_REGISTRY_SECRET to env.rs. Once env.rs has it, this
-# allowance is unused (and the test says so).
-PENDING_IN_ENV_RS = {"HEALTHLAKE_SCHEMA_REGISTRY_SECRET"}
-
 # Lambda sets these itself; a function configuration may not.
 LAMBDA_RESERVED = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                    "AWS_SESSION_TOKEN", "AWS_LAMBDA_FUNCTION_NAME", "_HANDLER", "LAMBDA_TASK_ROOT"}
@@ -227,14 +222,11 @@ class ModuleWiring(unittest.TestCase):
         declared = set(rust_consts(ENV_RS).values())
         self.assertIn("ICEBERG_WAREHOUSE", declared, f"could not parse {ENV_RS}")
         names = self.module_environment_names()
-        unknown = sorted(names - declared - PENDING_IN_ENV_RS)
+        unknown = sorted(names - declared)
         self.assertEqual(unknown, [], f"environment variables not declared in {ENV_RS.relative_to(ROOT)}")
         for expected in ("ICEBERG_CATALOG_TYPE", "ICEBERG_WAREHOUSE", "HEALTHLAKE_STATE_STORE",
                          "HEALTHLAKE_DYNAMODB_TABLE", "KAFKA_TOPIC", "STATE_TTL_DAYS"):
             self.assertIn(expected, names, "the module's environment lacks it (or could not be parsed)")
-        pending = PENDING_IN_ENV_RS & declared
-        if pending:
-            print(f"note: {sorted(pending)} now in env.rs; PENDING_IN_ENV_RS can go", file=sys.stderr)
 
     def test_aws_region_is_never_set(self):
         environment = self.tf["locals"]["environment"]
