@@ -9,10 +9,12 @@ against the AWS emulator, and checks their Runtime API contract:
 - backfill: a manual dry run;
 - a bad setting, or a secret that cannot be read, reaches `/init/error` naming the variable.
 
-Prints each binary's init duration and peak RSS. The tables are then compared with an embedded
+Every EMF line the functions print is checked against the EMF specification and its counts
+against the invocations' answers; ingest's INFO logs carry request id, offsets and counts and no
+user id or record value. Prints each binary's init duration and peak RSS. The tables are then compared with an embedded
 run of the same events by tests/compare_tables.py.
 
-usage: check_lambda_runtime.py ENDPOINT_URL EVENTS_DIR BIN_DIR WORK_DIR
+usage: check_lambda_runtime.py ENDPOINT_URL EVENTS_DIR BIN_DIR WORK_DIR [METRIC_NAMES_OUT]
 (the emulator's settings, from `scripts/aws-emulator.sh env`, in the environment)
 """
 
@@ -73,7 +75,9 @@ def serve_registry(schemas_dir):
 
 
 class Function:
-    """One cold start of a binary under the Runtime API."""
+    """One cold start of a binary under the Runtime API; its stdout and stderr go to `self.log`."""
+
+    starts = 0
 
     def __init__(self, name, bin_dir, work_dir, settings):
         self.name = name
@@ -84,7 +88,8 @@ class Function:
         env.update({k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
         env["AWS_SESSION_TOKEN"] = "emulator"
         env.update(settings)
-        self.log = os.path.join(work_dir, f"{name}.log")
+        Function.starts += 1
+        self.log = os.path.join(work_dir, f"{Function.starts:02d}-{name}.log")
         self.process = self.api.spawn([os.path.join(bin_dir, name)], env, self.log)
 
     def __enter__(self):
@@ -96,6 +101,85 @@ class Function:
 
     def invoke(self, payload):
         return self.api.invoke(payload)
+
+
+EMF_UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
+             "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
+             "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second",
+             "Bits/Second", "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second",
+             "Count/Second", "None"}
+
+
+def emf_documents(log_path, namespace, function_name):
+    """Every EMF line of a function's output, each checked against the EMF specification
+    (CloudWatch_Embedded_Metric_Format_Specification): an `_aws` object with an integer
+    Timestamp and CloudWatchMetrics directives; each directive's Namespace, Dimensions (dimension
+    sets of at most 30 names, each a top-level string) and Metrics (names of top-level numbers or
+    arrays of at most 100 numbers, optional Unit)."""
+    documents, problems = [], []
+    for number, line in enumerate(open(log_path, encoding="utf-8", errors="replace"), 1):
+        line = line.strip()
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        doc = json.loads(line)
+        where = f"{os.path.basename(log_path)}:{number}"
+        aws = doc.get("_aws")
+        if not isinstance(aws, dict) or not isinstance(aws.get("Timestamp"), int):
+            problems.append(f"{where}: _aws.Timestamp missing or not an integer")
+            continue
+        directives = aws.get("CloudWatchMetrics")
+        if not isinstance(directives, list) or not directives:
+            problems.append(f"{where}: no CloudWatchMetrics directives")
+            continue
+        for directive in directives:
+            if directive.get("Namespace") != namespace:
+                problems.append(f"{where}: namespace {directive.get('Namespace')!r}, not {namespace!r}")
+            for dimension_set in directive.get("Dimensions", []):
+                if len(dimension_set) > 30:
+                    problems.append(f"{where}: a dimension set of {len(dimension_set)} > 30")
+                for name in dimension_set:
+                    if not isinstance(doc.get(name), str) or not doc[name]:
+                        problems.append(f"{where}: dimension {name} has no string value")
+                if "function" not in dimension_set or doc.get("function") != function_name:
+                    problems.append(f"{where}: no function={function_name} dimension: {dimension_set}")
+            for metric in directive.get("Metrics", []):
+                name, value = metric.get("Name"), doc.get(metric.get("Name"))
+                if not name or len(name) > 255:
+                    problems.append(f"{where}: bad metric name {name!r}")
+                if "Unit" in metric and metric["Unit"] not in EMF_UNITS:
+                    problems.append(f"{where}: {name}: unit {metric['Unit']!r}")
+                values = value if isinstance(value, list) else [value]
+                numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+                if not values or len(values) > 100 or not numeric:
+                    problems.append(f"{where}: {name} = {value!r} is not a number or an array of 1-100 numbers")
+        if not isinstance(doc.get("requestId"), str):
+            problems.append(f"{where}: no requestId property")
+        documents.append(doc)
+    return documents, problems
+
+
+def emf_names(doc):
+    return {m["Name"] for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+
+
+def emf_total(documents, metric, **labels):
+    """The sum of a counter over every document whose dimensions include `labels`."""
+    return sum(doc[metric] for doc in documents
+               if metric in emf_names(doc) and all(doc.get(k) == v for k, v in labels.items()))
+
+
+def emf_metric_names(documents):
+    return set().union(*(emf_names(doc) for doc in documents)) if documents else set()
+
+
+def log_lines(log_path):
+    """The JSON log lines (not EMF) of a function's output."""
+    lines = []
+    for line in open(log_path, encoding="utf-8", errors="replace"):
+        line = line.strip()
+        if line.startswith("{") and '"_aws"' not in line:
+            lines.append(json.loads(line))
+    return lines
 
 
 def kafka_events(events_dir):
@@ -114,7 +198,55 @@ def undecodable_event(template):
     return event
 
 
-def main(endpoint, events_dir, bin_dir, work_dir):
+collected_names = set()
+
+
+def check_ingest_emf(function, answers, invocations):
+    """The warm container's EMF: valid, one flush per invocation, counts equal to its answers."""
+    documents, problems = emf_documents(function.log, "healthlake", "healthlake-ingest")
+    check(not problems, f"ingest: {len(documents)} EMF documents valid {problems[:3]}")
+    request_ids = {d["requestId"] for d in documents}
+    check(len(request_ids) == invocations, f"EMF from each of the {invocations} invocations ({len(request_ids)})")
+    records = sum(a["records"] for a in answers)
+    raw = sum(a["rawRowsWritten"] for a in answers)
+    errors = sum(a["errorRowsWritten"] for a in answers)
+    check(emf_total(documents, "ingest_records") == records, f"ingest_records = {records}")
+    check(emf_total(documents, "ingest_raw_rows") == raw, f"ingest_raw_rows = {raw}")
+    check(emf_total(documents, "valid_records") == raw, f"valid_records summed over data_type = {raw} raw rows")
+    check(emf_total(documents, "ingest_error_rows") == errors, f"ingest_error_rows = {errors}")
+    check(emf_total(documents, "deserialization_errors") >= 1, "the undecodable record counted")
+    first_deliveries = invocations - 2
+    check(emf_total(documents, "iceberg_writes_total", table_name="health_data_raw") == first_deliveries,
+          f"one raw commit per first delivery ({first_deliveries}), none for the redelivery and the undecodable batch")
+    lags = [v for d in documents for v in d.get("record_timestamp_lag_seconds", [])]
+    check(len(lags) == invocations and all(lag > 0 for lag in lags),
+          f"record_timestamp_lag_seconds once per invocation: {lags[:3]}")
+    data_types = {d["data_type"] for d in documents if "data_type" in d}
+    known = {"heartRate", "restingHeartRate", "walkingHeartRateAverage", "steps", "stepCount", "bloodPressure",
+             "bloodPressureSystolic", "bloodPressureDiastolic", "other"}
+    check(data_types and data_types <= known, f"data_type dimensions bounded: {sorted(data_types)}")
+    collected_names.update(emf_metric_names(documents))
+
+
+def check_ingest_logs(function, events):
+    """INFO logs: JSON, with the request id, offsets and counts; no user id, value or payload."""
+    lines = log_lines(function.log)
+    applied = [line for line in lines if line.get("fields", {}).get("message") == "batch applied"]
+    check(len(applied) == len(events) + 2, f"one 'batch applied' line per invocation ({len(applied)})")
+    first = applied[0] if applied else {}
+    spans = {k: v for span in first.get("spans", []) for k, v in span.items()}
+    check("requestId" in spans and "offsets" in spans and first.get("fields", {}).get("records"),
+          f"the line carries the request id, offsets and counts: {first}")
+    text = open(function.log, encoding="utf-8", errors="replace").read()
+    keys = {r["key"] for e in events for rs in e["records"].values() for r in rs if r.get("key")}
+    users = {base64.b64decode(k).decode(errors="replace") for k in keys}
+    leaked = sorted(u for u in users if u in text)
+    check(users and not leaked, f"no user id of the {len(users)} in the logs {leaked[:3]}")
+    values = [r["value"] for e in events for rs in e["records"].values() for r in rs][:50]
+    check(not any(v in text for v in values), "no record value in the logs")
+
+
+def main(endpoint, events_dir, bin_dir, work_dir, names_out=None):
     events = kafka_events(events_dir)
     assert len(events) >= 2, "need at least two event files"
     extra = undecodable_event(events[-1])
@@ -168,7 +300,8 @@ def main(endpoint, events_dir, bin_dir, work_dir):
         check(kind == "error" and body["errorType"] == "Retryable.IngestError", f"registry down: {body}")
 
     print("== ingest: every batch, a redelivery, an undecodable record (one warm container)")
-    with Function("healthlake-ingest", bin_dir, work_dir, ingest_settings) as f:
+    with Function("healthlake-ingest", bin_dir, work_dir, dict(ingest_settings, LOG_LEVEL="INFO")) as f:
+        ingest = f
         cold_start(f)
         total = {"records": 0, "rawRowsWritten": 0, "errorRowsWritten": 0}
         for event in events:
@@ -178,18 +311,25 @@ def main(endpoint, events_dir, bin_dir, work_dir):
             for key in total:
                 total[key] += body[key]
         check(total["rawRowsWritten"] > 0 and total["errorRowsWritten"] > 0, f"all batches: {total}")
+        answers = [total]
         kind, body, _ = f.invoke(events[1])
+        answers.append(body)
         check(kind == "response" and body["rawRowsWritten"] == 0 and body["errorRowsWritten"] == 0
               and body["rowsSkippedAsCommitted"] > 0, f"redelivered batch writes nothing: {body}")
         kind, body, _ = f.invoke(extra)
+        answers.append(body)
         check(kind == "response" and body == {"records": 1, "rawRowsWritten": 0, "errorRowsWritten": 1,
                                               "rowsSkippedAsCommitted": 0},
               f"undecodable record → one error row: {body}")
         peak(f)
+    check_ingest_emf(ingest, answers, len(events) + 2)
+    check_ingest_logs(ingest, events)
 
     print("== finalize: the three schedules")
     with Function("healthlake-finalize", bin_dir, work_dir, {}) as f:
+        finalize = f
         cold_start(f)
+        closed = 0
         kind, body, _ = f.invoke({"kind": "hourly"})
         check(kind == "error" and body["errorType"] == "Permanent.InvalidInput" and "hourly" in body["errorMessage"],
               f"unknown kind refused as permanent: {body}")
@@ -197,7 +337,16 @@ def main(endpoint, events_dir, bin_dir, work_dir):
             kind, body, _ = f.invoke({"kind": window_kind})
             check(kind == "response" and body["kind"] == window_kind and body["windowsEmitted"] > 0
                   and body["watermark"], f"{window_kind}: {body}")
+            closed += body["windowsClosed"]
         peak(f)
+    documents, problems = emf_documents(finalize.log, "healthlake", "healthlake-finalize")
+    check(not problems, f"finalize: {len(documents)} EMF documents valid {problems[:3]}")
+    check(emf_total(documents, "windows_processed") == closed,
+          f"finalize EMF windows_processed = windows closed ({closed})")
+    lags = {d["window_type"]: d["finalize_lag_seconds"] for d in documents if "finalize_lag_seconds" in d}
+    check(sorted(lags) == ["daily", "monthly", "weekly"] and all(len(v) == 1 and v[0] > 0 for v in lags.values()),
+          f"finalize_lag_seconds once per kind: {lags}")
+    collected_names.update(emf_metric_names(documents))
 
     print("== backfill: a manual dry run")
     with Function("healthlake-backfill", bin_dir, work_dir, {}) as f:
@@ -210,6 +359,9 @@ def main(endpoint, events_dir, bin_dir, work_dir):
         peak(f)
 
     registry.shutdown()
+    if names_out:
+        with open(names_out, "w") as f:
+            f.write("\n".join(sorted(collected_names)) + "\n")
     print("\nfunction              init (ms)  peak RSS (MiB)   (debug build unless BIN_DIR is a release one)")
     for name, m in measured.items():
         print(f"{name:<21} {m['init_ms']:>9.1f}  {m.get('peak_rss_mib', 0):>14.1f}")
@@ -219,4 +371,4 @@ def main(endpoint, events_dir, bin_dir, work_dir):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -128,7 +128,10 @@ class RuntimeApi:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except BrokenPipeError:
+                    pass  # a runtime that exits right after /init/error does not read the answer
 
             def do_GET(self):
                 if self.path != f"{PREFIX}/invocation/next":

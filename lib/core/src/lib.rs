@@ -8,6 +8,7 @@ pub mod aggregate;
 mod avro_bounds;
 pub mod decode;
 pub mod generate;
+pub mod labels;
 pub mod payload;
 pub mod record;
 pub mod retry;

@@ -1,10 +1,12 @@
 //! Shared by the Lambda binaries: they stay a few lines each.
 
+mod emf;
 mod init;
 
 use std::future::Future;
 use std::sync::Arc;
 
+pub use emf::EmfMetrics;
 use healthlake_pipeline::app::App;
 use healthlake_pipeline::config::{LogFormat, Settings};
 pub use init::{InitError, start};
@@ -24,12 +26,33 @@ where
     Fut: Future<Output = Result<R, HandlerFailure>> + Send + 'static,
 {
     let app = start().await?;
+    let metrics = install_metrics(&app.settings)?.map(Arc::new);
     let handler = Arc::new(handler);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (app, handler) = (app.clone(), handler.clone());
-        async move { handler(app, parse_payload(event)?).await }
+        let (app, handler, metrics) = (app.clone(), handler.clone(), metrics.clone());
+        async move {
+            let request_id = event.context.request_id.clone();
+            let result = match parse_payload(event) {
+                Ok(event) => handler(app, event).await,
+                Err(failure) => Err(failure),
+            };
+            // Once per invocation, failed ones too: their counters say what failed.
+            if let Some(metrics) = &metrics {
+                metrics.flush(&request_id);
+            }
+            result
+        }
     }))
     .await
+}
+
+/// The EMF recorder when `METRICS_ENABLED`, named after the function Lambda says this is.
+fn install_metrics(settings: &Settings) -> Result<Option<EmfMetrics>, Error> {
+    if !settings.metrics_enabled {
+        return Ok(None);
+    }
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "healthlake".into());
+    Ok(Some(EmfMetrics::install(&settings.metrics_namespace, &function)?))
 }
 
 /// The payload as the function's input type. lambda_runtime would refuse a malformed payload

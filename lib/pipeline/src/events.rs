@@ -61,6 +61,17 @@ pub(crate) fn last_offsets(records: &[InputRecord]) -> Vec<PartitionOffset> {
     last.into_iter().map(|(partition, offset)| PartitionOffset { partition, offset }).collect()
 }
 
+/// The offsets a batch carries, per partition, for the logs: `topic-0:120-319 topic-3:7-7`
+/// (coordinates only: no keys or values, which hold user ids and health data).
+pub(crate) fn offset_ranges(records: &[InputRecord]) -> String {
+    let mut ranges: std::collections::BTreeMap<String, (i64, i64)> = std::collections::BTreeMap::new();
+    for r in records {
+        let entry = ranges.entry(r.kafka.partition_key()).or_insert((r.kafka.offset, r.kafka.offset));
+        *entry = (entry.0.min(r.kafka.offset), entry.1.max(r.kafka.offset));
+    }
+    ranges.iter().map(|(partition, (first, last))| format!("{partition}:{first}-{last}")).collect::<Vec<_>>().join(" ")
+}
+
 /// The mapping names groups `topic-partition`; recover the topic when a record omits it.
 fn topic_of_group(group: &str, partition: i64) -> String {
     group.strip_suffix(&format!("-{partition}")).unwrap_or(group).to_string()

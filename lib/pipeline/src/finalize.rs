@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use healthlake_core::WindowKind;
+use healthlake_core::labels::metric_data_type;
 use healthlake_core::record::{AggregateRow, partition_key};
 use healthlake_lake::{LakeError, Lakehouse, TableKind};
 use healthlake_state::{AccumulatorItem, AccumulatorStore, PartitionProgress, StoreError};
@@ -141,6 +142,7 @@ impl FinalizeHandler {
             return Ok(report);
         };
         report.watermark = Some(wm);
+        metrics::record_finalize_lag(kind, wm, now);
         let table_kind = TableKind::Aggregate(kind);
         let marker = self
             .store
@@ -178,6 +180,7 @@ impl FinalizeHandler {
                 table_name,
                 upsert.files_added,
                 upsert.bytes_added,
+                upsert.conflicts_retried,
                 commit_started.elapsed().as_secs_f64() * 1e3,
             );
             report.windows_emitted = rows.len();
@@ -199,7 +202,7 @@ impl FinalizeHandler {
             report.closes_deferred = moved.len();
             report.windows_closed = closing.len();
             for item in &closing {
-                ::metrics::counter!(metrics::RECORDS_AGGREGATED, "window_type" => kind.as_str(), "data_type" => item.key.data_type.clone())
+                ::metrics::counter!(metrics::RECORDS_AGGREGATED, "window_type" => kind.as_str(), "data_type" => metric_data_type(&item.key.data_type))
                     .increment(item.state.count);
                 report.records_aggregated += item.state.count as i64;
             }

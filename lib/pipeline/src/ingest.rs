@@ -24,9 +24,9 @@ use healthlake_state::{AccumulatorStore, PartitionProgress, SampleRef, StoreErro
 use crate::Clock;
 use crate::config::Settings;
 use crate::decoding::BatchDecoder;
-use crate::events::{last_offsets, records_of};
+use crate::events::{last_offsets, offset_ranges, records_of};
 use crate::metrics;
-use crate::partials::{accumulator_updates, late_samples, refused_row, windows_by_sample};
+use crate::partials::{accumulator_updates, late_samples, overflowing_samples, refused_row};
 use crate::schema_source::{SchemaSource, SchemaSourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,11 +98,11 @@ impl IngestHandler {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(records))]
+    #[tracing::instrument(skip_all, fields(records, offsets))]
     pub async fn handle(&self, event: &KafkaEvent) -> Result<IngestReport, IngestError> {
         let started = Instant::now();
         let records = records_of(event);
-        tracing::Span::current().record("records", records.len());
+        tracing::Span::current().record("records", records.len()).record("offsets", offset_ranges(&records));
         let mut report = IngestReport { records: records.len(), ..IngestReport::default() };
         if records.is_empty() {
             return Ok(report);
@@ -114,20 +114,27 @@ impl IngestHandler {
         let now = (self.clock)();
 
         // 1. Decode and validate.
+        let stage = Instant::now();
         let processed = self.decoder.decode(&records, now).await?;
+        metrics::record_stage("decode_validate", stage);
 
         // 2. Aggregate: pre-combine per (user, type, window) and partition, then merge.
+        let stage = Instant::now();
         let updates = accumulator_updates(&processed, |k| k.partition_key());
         let merge = self.store.merge(updates).await?;
+        metrics::record_stage("merge_partials", stage);
         report.samples_aggregated = merge.samples_applied;
         report.accumulator_items_written = merge.items_written;
         report.accumulator_conflicts_retried = merge.conflicts_retried;
         let late = late_samples(merge.late);
-        let overflowing = windows_by_sample(merge.overflowing);
+        let overflowing = overflowing_samples(merge.overflowing);
 
         let mut progress: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let newest_record = processed.iter().map(|p| p.record_time).max();
+        let mut newest_event: Option<DateTime<Utc>> = None;
         for p in &processed {
             for raw in &p.raw {
+                newest_event = newest_event.max(Some(raw.start_date));
                 let bound = progress_bound(raw.start_date, p.record_time, self.max_out_of_orderness);
                 let entry = progress.entry(raw.kafka.partition_key()).or_insert(bound);
                 *entry = (*entry).max(bound);
@@ -194,18 +201,22 @@ impl IngestHandler {
         };
         if !raw_rows.is_empty() {
             let consumed = consumed(&raw_committed);
+            let stage = Instant::now();
             let mut sink = DataFileSink::new(&raw_table, &file_prefix("raw", &consumed))?;
             sink.write(&rows::raw_batch(sink.arrow_schema(), &raw_rows)?).await?;
             let files = sink.close().await?;
+            metrics::record_file_write(self.lake.table_name(TableKind::Raw), stage);
             let commit = self.commit(TableKind::Raw, files, &consumed).await?;
             report.raw_rows_written = commit.records;
             report.raw_commit = Some(commit);
         }
         if !error_rows.is_empty() {
             let consumed = consumed(&errors_committed);
+            let stage = Instant::now();
             let mut sink = DataFileSink::new(&errors_table, &file_prefix("errors", &consumed))?;
             sink.write(&rows::error_batch(sink.arrow_schema(), &error_rows)?).await?;
             let files = sink.close().await?;
+            metrics::record_file_write(self.lake.table_name(TableKind::Errors), stage);
             let commit = self.commit(TableKind::Errors, files, &consumed).await?;
             report.error_rows_written = commit.records;
             report.errors_commit = Some(commit);
@@ -226,10 +237,7 @@ impl IngestHandler {
         self.store.advance_watermarks(&observations).await?;
         self.store.note_applied(&batch_offsets).await?;
 
-        let millis = started.elapsed().as_secs_f64() * 1_000.0;
-        for data_type in valid_by_type.keys() {
-            ::metrics::histogram!(metrics::PROCESSING_LATENCY, "data_type" => data_type.clone()).record(millis);
-        }
+        metrics::record_batch(&report, &valid_by_type, newest_event, newest_record, now, started);
         tracing::info!(
             records = report.records,
             raw = report.raw_rows_written,
@@ -250,7 +258,13 @@ impl IngestHandler {
         let table = self.lake.table_name(kind).to_string();
         match self.lake.append(kind, files, consumed).await {
             Ok(report) => {
-                metrics::record_commit(&table, report.data_files, report.bytes, started.elapsed().as_secs_f64() * 1e3);
+                metrics::record_commit(
+                    &table,
+                    report.data_files,
+                    report.bytes,
+                    report.conflicts_retried,
+                    started.elapsed().as_secs_f64() * 1e3,
+                );
                 Ok(report)
             }
             Err(e) => {

@@ -1,8 +1,11 @@
 //! Every metric healthlake emits, with the spec's names, in one place. Emitted per batch, not
 //! per record; labels are bounded (data types, error types, window kinds, table names).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
+use chrono::{DateTime, Utc};
+use healthlake_core::labels::metric_data_type;
 use healthlake_core::{ErrorType, WindowKind};
 
 pub const VALID_RECORDS: &str = "valid_records";
@@ -19,19 +22,42 @@ pub const ICEBERG_COMMIT_DURATION: &str = "iceberg_commit_duration";
 pub const ICEBERG_FILES_WRITTEN: &str = "iceberg_files_written";
 pub const ICEBERG_BYTES_WRITTEN: &str = "iceberg_bytes_written";
 pub const ICEBERG_COMMIT_FAILURES: &str = "iceberg_commit_failures";
+pub const ICEBERG_COMMIT_CONFLICTS_RETRIED: &str = "iceberg_commit_conflicts_retried";
+pub const ICEBERG_WRITE_DURATION: &str = "iceberg_write_duration";
+pub const TRANSFORMATION_DURATION: &str = "transformation_duration";
+pub const AGGREGATION_ERRORS: &str = "aggregation_errors";
+/// Unlabelled per-batch totals, so an alarm needs no metric math over label values.
+pub const INGEST_RECORDS: &str = "ingest_records";
+pub const INGEST_RAW_ROWS: &str = "ingest_raw_rows";
+pub const INGEST_ERROR_ROWS: &str = "ingest_error_rows";
+/// Now − the newest valid event time of the batch (how far behind the devices the data is).
+pub const EVENT_TIME_LAG_SECONDS: &str = "event_time_lag_seconds";
+/// Now − the newest Kafka record timestamp of the batch (replaces kafka_to_flink_latency).
+pub const RECORD_TIMESTAMP_LAG_SECONDS: &str = "record_timestamp_lag_seconds";
+/// Now − a window kind's watermark, at each finalize run.
+pub const FINALIZE_LAG_SECONDS: &str = "finalize_lag_seconds";
 
 pub(crate) fn record_validation(valid_by_type: &BTreeMap<String, u64>, errors: &BTreeMap<(String, ErrorType), u64>) {
+    // Device-chosen data types are bounded before they become labels (CloudWatch dimensions).
+    let mut valid: BTreeMap<&'static str, u64> = BTreeMap::new();
     for (data_type, n) in valid_by_type {
-        metrics::counter!(VALID_RECORDS, "data_type" => data_type.clone()).increment(*n);
+        *valid.entry(metric_data_type(data_type)).or_default() += n;
     }
+    for (data_type, n) in valid {
+        metrics::counter!(VALID_RECORDS, "data_type" => data_type).increment(n);
+    }
+    let mut bounded: BTreeMap<(&'static str, ErrorType), u64> = BTreeMap::new();
     for ((data_type, error_type), n) in errors {
+        *bounded.entry((metric_data_type(data_type), *error_type)).or_default() += n;
+    }
+    for ((data_type, error_type), n) in &bounded {
         match error_type {
             ErrorType::Deserialization | ErrorType::UnknownSchema | ErrorType::IncompatibleSchema => {
                 metrics::counter!(DESERIALIZATION_ERRORS).increment(*n)
             }
             ErrorType::LateRecord => {}
             _ => {
-                metrics::counter!(INVALID_RECORDS, "data_type" => data_type.clone(), "error_type" => error_type.as_str())
+                metrics::counter!(INVALID_RECORDS, "data_type" => *data_type, "error_type" => error_type.as_str())
                     .increment(*n);
                 metrics::counter!(VALIDATION_ERRORS_TOTAL, "error_type" => error_type.as_str()).increment(*n);
             }
@@ -43,7 +69,61 @@ pub(crate) fn record_late(kind: WindowKind, n: u64) {
     metrics::counter!(LATE_RECORDS, "window_type" => kind.as_str()).increment(n);
 }
 
-pub(crate) fn record_commit(table: &str, files: usize, bytes: u64, millis: f64) {
+pub(crate) fn record_aggregation_errors(kind: WindowKind, n: u64) {
+    metrics::counter!(AGGREGATION_ERRORS, "window_type" => kind.as_str(), "error_type" => "non_finite").increment(n);
+}
+
+/// How long a stage of ingest took: `decode_validate`, `merge_partials` or `write_files`.
+pub(crate) fn record_stage(operation: &'static str, started: Instant) {
+    metrics::histogram!(TRANSFORMATION_DURATION, "operation" => operation).record(millis_since(started));
+}
+
+pub(crate) fn record_file_write(table: &str, started: Instant) {
+    metrics::histogram!(ICEBERG_WRITE_DURATION, "table_name" => table.to_string()).record(millis_since(started));
+}
+
+/// What one ingest invocation did, and how far behind the devices and the broker it is.
+pub(crate) fn record_batch(
+    report: &crate::ingest::IngestReport,
+    valid_by_type: &BTreeMap<String, u64>,
+    newest_event: Option<DateTime<Utc>>,
+    newest_record: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    started: Instant,
+) {
+    metrics::counter!(INGEST_RECORDS).increment(report.records as u64);
+    metrics::counter!(INGEST_RAW_ROWS).increment(report.raw_rows_written);
+    metrics::counter!(INGEST_ERROR_ROWS).increment(report.error_rows_written);
+    let lag = |t: DateTime<Utc>| (now - t).num_milliseconds() as f64 / 1e3;
+    // Lags are recorded as one-value histograms, not gauges: a gauge keeps its last value, and
+    // the EMF flush of every later invocation would report it again as if measured then.
+    if let Some(t) = newest_event {
+        metrics::histogram!(EVENT_TIME_LAG_SECONDS).record(lag(t));
+    }
+    if let Some(t) = newest_record {
+        metrics::histogram!(RECORD_TIMESTAMP_LAG_SECONDS).record(lag(t));
+    }
+    let millis = millis_since(started);
+    let valid_types: BTreeSet<&'static str> = valid_by_type.keys().map(|t| metric_data_type(t)).collect();
+    for data_type in valid_types {
+        metrics::histogram!(PROCESSING_LATENCY, "data_type" => data_type).record(millis);
+    }
+}
+
+pub(crate) fn record_finalize_lag(kind: WindowKind, watermark: DateTime<Utc>, now: DateTime<Utc>) {
+    metrics::histogram!(FINALIZE_LAG_SECONDS, "window_type" => kind.as_str())
+        .record((now - watermark).num_milliseconds() as f64 / 1e3);
+}
+
+fn millis_since(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
+}
+
+pub(crate) fn record_commit(table: &str, files: usize, bytes: u64, conflicts_retried: u32, millis: f64) {
+    if conflicts_retried > 0 {
+        metrics::counter!(ICEBERG_COMMIT_CONFLICTS_RETRIED, "table_name" => table.to_string())
+            .increment(u64::from(conflicts_retried));
+    }
     metrics::counter!(ICEBERG_WRITES_TOTAL, "table_name" => table.to_string()).increment(1);
     metrics::counter!(ICEBERG_FILES_WRITTEN, "table_name" => table.to_string()).increment(files as u64);
     metrics::counter!(ICEBERG_BYTES_WRITTEN, "table_name" => table.to_string()).increment(bytes);

@@ -76,6 +76,19 @@ pub(crate) fn windows_by_sample(refused: Vec<(AccumulatorKey, SampleRef)>) -> BT
     by_sample
 }
 
+/// The samples whose merge was refused as non-finite, with their windows; counted as
+/// `aggregation_errors` per window kind.
+pub(crate) fn overflowing_samples(refused: Vec<(AccumulatorKey, SampleRef)>) -> BTreeMap<SampleRef, Vec<Window>> {
+    let overflowing = windows_by_sample(refused);
+    for kind in WindowKind::ALL {
+        let n = overflowing.values().filter(|ws| ws.iter().any(|w| w.kind == kind)).count();
+        if n > 0 {
+            metrics::record_aggregation_errors(kind, n as u64);
+        }
+    }
+    overflowing
+}
+
 /// A sample whose merge would have made a window's statistics non-finite: an error row, and the
 /// windows keep what they had.
 pub(crate) fn overflow_row(raw: RawRecord, windows: &[Window], now: DateTime<Utc>) -> ErrorRecord {

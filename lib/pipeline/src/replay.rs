@@ -38,7 +38,7 @@ use crate::config::Settings;
 use crate::decoding::{BatchDecoder, Processed};
 use crate::events::{last_offsets, records_of};
 use crate::ingest::IngestError;
-use crate::partials::{accumulator_updates, late_samples, refused_row, windows_by_sample};
+use crate::partials::{accumulator_updates, late_samples, overflowing_samples, refused_row};
 use crate::schema_source::SchemaSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +195,7 @@ impl ReplayHandler {
         } else {
             let merge = self.store.merge(accumulator_updates(&plan, fence_key)).await.map_err(IngestError::from)?;
             report.samples_aggregated = merge.samples_applied;
-            (late_samples(merge.late), windows_by_sample(merge.overflowing))
+            (late_samples(merge.late), overflowing_samples(merge.overflowing))
         };
         report.backfill = BackfillHint::of(late.values().flatten());
         let (raw_rows, error_rows) = split(plan, &late, &overflowing, &fence_key, now);

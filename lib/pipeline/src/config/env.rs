@@ -31,6 +31,8 @@ pub const MAX_HEART_RATE: &str = "MAX_HEART_RATE";
 pub const MAX_STEPS_PER_DAY: &str = "MAX_STEPS_PER_DAY";
 pub const METRICS_ENABLED: &str = "METRICS_ENABLED";
 pub const PROMETHEUS_PORT: &str = "PROMETHEUS_PORT";
+/// The CloudWatch namespace of the Lambda functions' metrics (Embedded Metric Format).
+pub const HEALTHLAKE_METRICS_NAMESPACE: &str = "HEALTHLAKE_METRICS_NAMESPACE";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 pub const S3_ENDPOINT: &str = "S3_ENDPOINT";

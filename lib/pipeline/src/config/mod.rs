@@ -5,6 +5,7 @@
 pub mod env;
 mod lake;
 mod logging;
+mod metrics;
 mod schema_registry;
 mod state;
 mod validation;
@@ -41,6 +42,8 @@ pub struct Settings {
     pub validation: ValidationRules,
     pub metrics_enabled: bool,
     pub prometheus_port: u16,
+    /// `HEALTHLAKE_METRICS_NAMESPACE`: the CloudWatch namespace of the functions' EMF metrics.
+    pub metrics_namespace: String,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -125,6 +128,7 @@ impl Settings {
             validation,
             metrics_enabled: parse(vars, env::METRICS_ENABLED, true, "true or false", parse_bool)?,
             prometheus_port: parse(vars, env::PROMETHEUS_PORT, 9249, "a TCP port", num)?,
+            metrics_namespace: metrics::metrics_namespace(vars)?,
             log_level,
             log_format,
         })
