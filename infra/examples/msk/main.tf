@@ -27,6 +27,9 @@ module "healthlake" {
 
   settings = var.settings
 
+  # CloudWatch alarms notify this SNS topic (null: they only change state); docs/runbook.md.
+  alarm_topic_arn = var.alarm_topic_arn
+
   # Teardown: apply with these two flipped, then destroy (../../README.md).
   state_table_deletion_protection = var.state_table_deletion_protection
   force_destroy                   = var.force_destroy

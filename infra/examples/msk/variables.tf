@@ -66,3 +66,9 @@ variable "force_destroy" {
   type        = bool
   default     = false
 }
+
+variable "alarm_topic_arn" {
+  description = "SNS topic the CloudWatch alarms notify when they fire and recover; null: no notification."
+  type        = string
+  default     = null
+}

@@ -7,6 +7,8 @@
 #   kafka.tf     event source mapping feeding ingest
 #   schedules.tf EventBridge Scheduler schedules of finalize, dead-letter queue
 #   iam.tf       one role per function, the scheduler's role
+#   alarms.tf    CloudWatch alarms (AWS/Lambda and the functions' EMF metrics)
+#   dashboard.tf CloudWatch dashboard
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -131,6 +133,8 @@ locals {
       LOG_LEVEL                 = var.log_level
       LOG_FORMAT                = var.log_format
       METRICS_ENABLED           = "true"
+      # CloudWatch namespace of the functions' EMF metrics (alarms.tf and dashboard.tf read it).
+      HEALTHLAKE_METRICS_NAMESPACE = var.metrics_namespace
     },
     # Optional ones, left out when unset (a for expression, since `cond ? {} : {...}` would
     # mix two object types).

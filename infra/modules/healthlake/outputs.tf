@@ -82,3 +82,26 @@ output "first_athena_query" {
   description = "A first query to run in Athena (engine v3) once ingest has committed a batch."
   value       = "SELECT data_type, count(*) FROM \"${aws_glue_catalog_database.lake.name}\".\"${local.table_names.raw}\" GROUP BY 1"
 }
+
+output "alarm_arns" {
+  description = "ARNs of the CloudWatch alarms by name (empty with alarms_enabled = false); docs/runbook.md has a section per alarm."
+  value = {
+    for a in concat(
+      aws_cloudwatch_metric_alarm.ingest_stalled, aws_cloudwatch_metric_alarm.offset_lag,
+      aws_cloudwatch_metric_alarm.high_error_rate, aws_cloudwatch_metric_alarm.commit_failures,
+      aws_cloudwatch_metric_alarm.ingest_errors, aws_cloudwatch_metric_alarm.ingest_throttles,
+      aws_cloudwatch_metric_alarm.ingest_duration, aws_cloudwatch_metric_alarm.finalize_errors,
+      aws_cloudwatch_metric_alarm.ingest_idle, values(aws_cloudwatch_metric_alarm.finalize_behind),
+    ) : a.alarm_name => a.arn
+  }
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard (null with dashboard_enabled = false)."
+  value       = one(aws_cloudwatch_dashboard.pipeline[*].dashboard_name)
+}
+
+output "metrics_namespace" {
+  description = "CloudWatch namespace of the functions' own metrics (HEALTHLAKE_METRICS_NAMESPACE)."
+  value       = var.metrics_namespace
+}

@@ -445,3 +445,62 @@ variable "queue_kms_key_arn" {
   type        = string
   default     = null
 }
+
+# --- Metrics, alarms and dashboard -----------------------------------------------------------
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the functions' own metrics (HEALTHLAKE_METRICS_NAMESPACE; Embedded Metric Format on stdout). The alarms and the dashboard read it."
+  type        = string
+  default     = "healthlake"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/#:-]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace must be 1-255 of A-Z a-z 0-9 . _ / # : - and must not start with AWS/."
+  }
+}
+
+variable "alarms_enabled" {
+  description = "Create the CloudWatch alarms of alarms.tf."
+  type        = bool
+  default     = true
+}
+
+variable "alarm_topic_arn" {
+  description = "SNS topic notified when an alarm fires and when it recovers (alarm_actions and ok_actions); null: the alarms only change state."
+  type        = string
+  default     = null
+}
+
+variable "alarm_settings" {
+  description = "Thresholds of the alarms (see README.md): offset_lag (records, 100000), error_rate (share of error rows, 0.05), error_rate_min_rows (100), stalled_minutes (15), ingest_errors (per 5 min, 0), finalize_slack_seconds ({daily = 1800, weekly = 7200, monthly = 7200}), commit_failures (per 10 min, 0), ingest_idle_minutes (null: no idle alarm)."
+  type = object({
+    offset_lag          = optional(number, 100000)
+    error_rate          = optional(number, 0.05)
+    error_rate_min_rows = optional(number, 100)
+    stalled_minutes     = optional(number, 15)
+    ingest_errors       = optional(number, 0)
+    finalize_slack_seconds = optional(object({
+      daily   = optional(number, 1800)
+      weekly  = optional(number, 7200)
+      monthly = optional(number, 7200)
+    }), {})
+    commit_failures     = optional(number, 0)
+    ingest_idle_minutes = optional(number)
+  })
+  default = {}
+
+  validation {
+    condition     = var.alarm_settings.stalled_minutes >= 5 && var.alarm_settings.stalled_minutes % 5 == 0
+    error_message = "alarm_settings.stalled_minutes must be a multiple of 5 (the alarms' period), at least 5."
+  }
+  validation {
+    condition     = var.alarm_settings.ingest_idle_minutes == null || try(var.alarm_settings.ingest_idle_minutes % 5 == 0 && var.alarm_settings.ingest_idle_minutes >= 5, false)
+    error_message = "alarm_settings.ingest_idle_minutes must be a multiple of 5, at least 5 (or null)."
+  }
+}
+
+variable "dashboard_enabled" {
+  description = "Create the CloudWatch dashboard <name> of dashboard.tf."
+  type        = bool
+  default     = true
+}
