@@ -20,6 +20,14 @@ if [[ -z "${KAFKA_BROKERS:-}" ]]; then
   scripts/kafka-broker.sh install
 fi
 
+# promtool checks the alert rules and runs their unit tests (prometheus/alerts_test.yml); only
+# Debian's prometheus package ships it. Optional: without it the rules are still checked by
+# tests/check_alert_rules.py (structure, runbook links, metric names).
+if ! command -v promtool >/dev/null 2>&1 && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+    >/dev/null 2>&1 || echo "promtool could not be installed; alert rules checked without it" >&2
+fi
+
 step "infra: terraform fmt, checkov, the module's wiring against the code"
 scripts/check-infra.sh
 
@@ -31,6 +39,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "unit and integration tests"
 cargo nextest run --workspace --locked --no-fail-fast
+
+# The metric names the end to ends saw served (EMF lines, the runner's and the exporter's
+# /metrics): the alert rules and dashboard may name only those.
+export HEALTHLAKE_METRIC_NAMES_DIR
+HEALTHLAKE_METRIC_NAMES_DIR=$(mktemp -d)
+trap 'rm -rf "$HEALTHLAKE_METRIC_NAMES_DIR"' EXIT
 
 step "end to end: embedded pipeline read back with pyiceberg"
 cargo build --workspace --bins --locked
@@ -47,3 +61,7 @@ tests/e2e_lambda_runtime.sh
 
 step "end to end: the same through injected AWS faults (S3 503/timeouts, DynamoDB throttling, Glue conflicts)"
 tests/e2e_faults.sh
+
+step "alert rules and dashboard name only metrics healthlake serves"
+"$HEALTHLAKE_PYTHON" tests/check_alert_rules.py prometheus/alerts.yml "$HEALTHLAKE_METRIC_NAMES_DIR"/*.txt \
+  --dashboard prometheus/grafana-dashboard.json

@@ -11,6 +11,10 @@
 #      then left to finish; the tables must be exactly the same as after a clean run.
 #
 # Broker: Redpanda (or any Kafka) when KAFKA_BROKERS is set, else tansu started here.
+# The clean run is watched by `healthlake exporter`: lag = every record before the runner starts,
+# 0 after it drained, and its table, window and error figures equal pyiceberg's and the state
+# table's (tests/check_exporter.py). With HEALTHLAKE_METRIC_NAMES_DIR set, the metric names the
+# exporter and the runner served are written there for tests/check_alert_rules.py.
 # E2E_KAFKA_RECORDS (default 11,500 records ≈ 51,000 samples), E2E_KAFKA_KILLS (default 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +25,11 @@ work=$(mktemp -d)
 kafka_port=""
 aws_ports=()
 runner_pid=""
+exporter_pid=""
+scraper_pid=""
 cleanup() {
   [[ -n "$runner_pid" ]] && kill -9 "$runner_pid" 2>/dev/null || true
+  for pid in $exporter_pid $scraper_pid; do kill "$pid" 2>/dev/null || true; done
   for port in "${aws_ports[@]}"; do bash scripts/aws-emulator.sh stop "$port"; done
   [[ -n "$kafka_port" ]] && bash scripts/kafka-broker.sh stop "$kafka_port"
   rm -rf "$work"
@@ -55,13 +62,39 @@ emulator() {
   eval "$(bash scripts/aws-emulator.sh start "$port")"
 }
 
-echo "== 1. clean run on the AWS emulator"
+echo "== 1. clean run on the AWS emulator, watched by healthlake exporter"
 emulator
 export KAFKA_GROUP_ID=e2e-clean
 {
+  exporter_port=$(free_port)
+  HEALTHLAKE_EXPORTER_PORT=$exporter_port HEALTHLAKE_EXPORTER_CACHE_SECONDS=0 "$healthlake" exporter \
+    >"$work/exporter.log" 2>&1 &
+  exporter_pid=$!
+  echo "$exporter_pid" >"$work/exporter.pid"
+  wait_listening exporter "$exporter_port" "$work/exporter.pid" "$work/exporter.log" 300
+  exporter=(tests/check_exporter.py "http://127.0.0.1:$exporter_port/metrics" "$ICEBERG_CATALOG_URI"
+    "$HEALTHLAKE_DYNAMODB_TABLE")
+  produced=$("$HEALTHLAKE_PYTHON" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["records"]))' \
+    "$work/expected.json")
+  "$HEALTHLAKE_PYTHON" "${exporter[@]}" --lag-total "$produced"
+  # The runner's own /metrics, scraped while it runs: the names the alert rules may use.
+  runner_metrics_port=$(free_port)
+  ( while sleep 2; do
+      curl -sf "http://127.0.0.1:$runner_metrics_port/metrics" >"$work/runner.prom.part" && \
+        mv "$work/runner.prom.part" "$work/runner.prom"
+    done ) &
+  scraper_pid=$!
   start=$(date +%s%N)
-  "$healthlake" local "${runner_args[@]}" --report-out "$work/clean-report.json"
+  METRICS_ENABLED=true PROMETHEUS_PORT=$runner_metrics_port \
+    "$healthlake" local "${runner_args[@]}" --report-out "$work/clean-report.json"
   elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  kill "$scraper_pid"; scraper_pid=""
+  "$HEALTHLAKE_PYTHON" "${exporter[@]}" --drained --names-out "$work/exporter.names"
+  kill "$exporter_pid"; exporter_pid=""
+  if [[ -n "${HEALTHLAKE_METRIC_NAMES_DIR:-}" ]]; then
+    cp "$work/exporter.names" "$HEALTHLAKE_METRIC_NAMES_DIR/exporter.txt"
+    grep -v '^#' "$work/runner.prom" | sed 's/[{ ].*//' | sort -u >"$HEALTHLAKE_METRIC_NAMES_DIR/runner.txt"
+  fi
   "$HEALTHLAKE_PYTHON" - "$work/expected.json" "$work/clean-report.json" "$elapsed_ms" <<'EOF'
 import json, sys
 expected = json.load(open(sys.argv[1])); report = json.load(open(sys.argv[2])); ms = int(sys.argv[3])

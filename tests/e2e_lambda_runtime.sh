@@ -27,7 +27,8 @@ echo "== AWS emulator on 127.0.0.1:$port; functions under a local Runtime API"
 settings=$(bash scripts/aws-emulator.sh start "$port")
 (
   eval "$settings"
-  "$HEALTHLAKE_PYTHON" tests/check_lambda_runtime.py "http://127.0.0.1:$port" "$work/events" "$bin_dir" "$work"
+  "$HEALTHLAKE_PYTHON" tests/check_lambda_runtime.py "http://127.0.0.1:$port" "$work/events" "$bin_dir" "$work" \
+    ${HEALTHLAKE_METRIC_NAMES_DIR:+"$HEALTHLAKE_METRIC_NAMES_DIR/emf.txt"}
 )
 
 echo "== the same events embedded, for comparison"

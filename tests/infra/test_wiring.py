@@ -221,9 +221,6 @@ class ModuleWiring(unittest.TestCase):
     def test_environment_names_are_those_lib_pipeline_reads(self):
         declared = set(rust_consts(ENV_RS).values())
         self.assertIn("ICEBERG_WAREHOUSE", declared, f"could not parse {ENV_RS}")
-        # Temporary: HEALTHLAKE_METRICS_NAMESPACE (the EMF namespace the alarms read) is being
-        # added to env.rs on another branch; drop this line once it is declared there.
-        declared |= {"HEALTHLAKE_METRICS_NAMESPACE"}
         names = self.module_environment_names()
         unknown = sorted(names - declared)
         self.assertEqual(unknown, [], f"environment variables not declared in {ENV_RS.relative_to(ROOT)}")

@@ -80,10 +80,21 @@ pub(crate) async fn local(settings: Settings, args: LocalArgs) -> Result<()> {
     if settings.metrics_enabled {
         // A long-running process: metrics are scraped from /metrics on 127.0.0.1.
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], settings.prometheus_port));
+        // Histograms with buckets (not summaries), so that Prometheus can aggregate them and
+        // dashboards take quantiles over any range: milliseconds by default, seconds for lags.
+        use metrics_exporter_prometheus::Matcher;
+        const MILLIS: [f64; 14] = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 1e4, 3e4, 6e4];
+        const SECONDS: [f64; 12] =
+            [1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0, 604800.0];
+        const RECORDS: [f64; 8] = [1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(address)
+            .set_buckets(&MILLIS)?
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)?
+            .set_buckets_for_metric(Matcher::Full("event_source_batch_records".into()), &RECORDS)?
             .install()
             .with_context(|| format!("serving metrics on {address} (PROMETHEUS_PORT)"))?;
+        healthlake_pipeline::metrics::register_failure_counters(&settings.catalog.tables);
         eprintln!("metrics: http://{address}/metrics");
     }
     let app = Arc::new(App::open(settings.clone(), system_clock()).await?);

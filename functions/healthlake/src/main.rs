@@ -13,6 +13,7 @@
 //! They read the same environment as the Lambda functions.
 
 mod demo;
+mod exporter;
 mod kafka;
 mod replay;
 mod summary;
@@ -63,6 +64,9 @@ enum Command {
     Local(kafka::LocalArgs),
     /// Produce realistic payloads (Confluent wire format, keyed by userId) to the topic.
     Produce(kafka::ProduceArgs),
+    /// Serve pipeline health read from the stores (Kafka lag, snapshots, windows, error rows)
+    /// as Prometheus metrics on HEALTHLAKE_EXPORTER_PORT (9250).
+    Exporter,
     /// Print rows per table, errors by type and a few aggregate rows.
     Summary {
         /// Aggregate rows to show per window kind.
@@ -228,6 +232,10 @@ async fn main() -> Result<()> {
         Command::Produce(args) => {
             init_tracing(&settings, true);
             kafka::produce(settings, args).await
+        }
+        Command::Exporter => {
+            init_tracing(&settings, false);
+            exporter::run(settings).await
         }
         Command::Summary { rows } => {
             init_tracing(&settings, true);

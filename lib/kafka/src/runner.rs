@@ -121,6 +121,7 @@ impl Runner {
         let started = Instant::now();
         let consumer = self.consumer()?;
         let mut report = RunReport::default();
+        register_failure_counters();
         // The finalize schedule, beside the stream as EventBridge Scheduler is beside the mapping.
         let rounds = Arc::new(AtomicU64::new(0));
         let schedule = self.settings.finalize_every.map(|every| {
@@ -414,6 +415,17 @@ fn record_positions(consumer: &StreamConsumer, offsets: &std::collections::BTree
         {
             metrics::gauge!("kafka_consumer_lag", "partition" => label).set((high - next).max(0) as f64);
         }
+    }
+}
+
+/// The runner's counters of bad outcomes at zero from the start, with the error types the
+/// functions answer (see `healthlake_pipeline::metrics::register_failure_counters`).
+fn register_failure_counters() {
+    for outcome in ["succeeded", "sent_to_destination"] {
+        metrics::counter!("event_source_batches", "outcome" => outcome).increment(0);
+    }
+    for error_type in ["Retryable.IngestError", "Permanent.IngestError", "Permanent.InvalidInput"] {
+        metrics::counter!("event_source_invocations_failed", "error_type" => error_type).increment(0);
     }
 }
 

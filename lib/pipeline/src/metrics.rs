@@ -140,3 +140,25 @@ pub const SCHEMA_EVOLUTION_EVENTS: &str = "schema_evolution_events";
 pub(crate) fn schema_seen(schema_id: u32) {
     metrics::counter!(SCHEMA_EVOLUTION_EVENTS, "schema_version" => schema_id.to_string()).increment(1);
 }
+
+/// Registers at zero the counters that move only when something goes wrong (commit failures,
+/// conflicts, late or refused samples), for every label value known up front. A long-running
+/// process (`healthlake local`) then serves them from its first scrape: `increase()` sees the
+/// first failure, and an alert rule never names a series that is not there yet. (EMF omits
+/// counters that did not move, so the Lambda functions print nothing more for it.)
+pub fn register_failure_counters(tables: &healthlake_lake::TableNames) {
+    for table in [&tables.raw, &tables.errors, &tables.daily, &tables.weekly, &tables.monthly] {
+        for error_type in ["retryable", "permanent"] {
+            metrics::counter!(ICEBERG_COMMIT_FAILURES, "table_name" => table.clone(), "error_type" => error_type)
+                .increment(0);
+        }
+        metrics::counter!(ICEBERG_COMMIT_CONFLICTS_RETRIED, "table_name" => table.clone()).increment(0);
+    }
+    for kind in WindowKind::ALL {
+        metrics::counter!(LATE_RECORDS, "window_type" => kind.as_str()).increment(0);
+        metrics::counter!(AGGREGATION_ERRORS, "window_type" => kind.as_str(), "error_type" => "non_finite")
+            .increment(0);
+    }
+    metrics::counter!(DESERIALIZATION_ERRORS).increment(0);
+    metrics::counter!("dynamodb_conflicts_retried").increment(0);
+}

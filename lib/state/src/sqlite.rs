@@ -307,6 +307,11 @@ impl AccumulatorStore for SqliteStore {
         Ok(marker)
     }
 
+    async fn close_marker(&self, kind: WindowKind) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(Self::close_marker(&mut conn, kind).await?.filter(|m| *m > DateTime::UNIX_EPOCH))
+    }
+
     async fn open_keys(
         &self,
         kind: WindowKind,

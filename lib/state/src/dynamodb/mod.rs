@@ -90,6 +90,12 @@ impl AccumulatorStore for DynamoDbStore {
         Ok(self.markers().await?.get(&kind).copied())
     }
 
+    /// A read (a Query of the marker items): the exporter and backfill's dry runs need no write
+    /// permission for it.
+    async fn close_marker(&self, kind: WindowKind) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.markers().await?.get(&kind).copied().filter(|m| *m > DateTime::UNIX_EPOCH))
+    }
+
     async fn open_keys(
         &self,
         kind: WindowKind,
