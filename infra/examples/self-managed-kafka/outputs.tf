@@ -41,3 +41,8 @@ output "dead_letter_queue_url" {
 output "first_athena_query" {
   value = module.healthlake.first_athena_query
 }
+
+output "environment" {
+  description = "The functions' environment (no secret in it), for the healthlake CLI and healthlake exporter."
+  value       = module.healthlake.environment
+}

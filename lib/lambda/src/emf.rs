@@ -29,10 +29,14 @@ impl EmfMetrics {
     /// Writes what the invocation recorded, with its request id as a property (searchable in
     /// Logs Insights, not a dimension). Failing to write a metric never fails the invocation.
     pub fn flush(&self, request_id: &str) {
-        self.collector.set_property("requestId", request_id.to_string());
         let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        if let Err(e) = self.collector.flush(&mut out).and_then(|()| out.flush()) {
+        self.flush_to(request_id, &mut stdout.lock());
+    }
+
+    /// As [`EmfMetrics::flush`], to any writer (the benchmark's).
+    pub fn flush_to(&self, request_id: &str, out: &mut impl Write) {
+        self.collector.set_property("requestId", request_id.to_string());
+        if let Err(e) = self.collector.flush(&mut *out).and_then(|()| out.flush()) {
             eprintln!("could not write the invocation's metrics: {e}");
         }
     }
