@@ -42,14 +42,21 @@ pub(crate) fn accumulator_updates(
 
 /// The closed windows of each late sample, counted in `late_records`.
 pub(crate) fn late_samples(refused: Vec<(AccumulatorKey, SampleRef)>) -> BTreeMap<SampleRef, Vec<Window>> {
-    let late = windows_by_sample(refused);
+    counted_by_kind(windows_by_sample(refused), metrics::record_late)
+}
+
+/// Records, per window kind, how many samples met a window of that kind.
+fn counted_by_kind(
+    by_sample: BTreeMap<SampleRef, Vec<Window>>,
+    record: fn(WindowKind, u64),
+) -> BTreeMap<SampleRef, Vec<Window>> {
     for kind in WindowKind::ALL {
-        let n = late.values().filter(|ws| ws.iter().any(|w| w.kind == kind)).count();
+        let n = by_sample.values().filter(|ws| ws.iter().any(|w| w.kind == kind)).count();
         if n > 0 {
-            metrics::record_late(kind, n as u64);
+            record(kind, n as u64);
         }
     }
-    late
+    by_sample
 }
 
 /// A sample whose window(s) had closed: kept whole in the errors table so backfill can fold it in.
@@ -79,14 +86,7 @@ pub(crate) fn windows_by_sample(refused: Vec<(AccumulatorKey, SampleRef)>) -> BT
 /// The samples whose merge was refused as non-finite, with their windows; counted as
 /// `aggregation_errors` per window kind.
 pub(crate) fn overflowing_samples(refused: Vec<(AccumulatorKey, SampleRef)>) -> BTreeMap<SampleRef, Vec<Window>> {
-    let overflowing = windows_by_sample(refused);
-    for kind in WindowKind::ALL {
-        let n = overflowing.values().filter(|ws| ws.iter().any(|w| w.kind == kind)).count();
-        if n > 0 {
-            metrics::record_aggregation_errors(kind, n as u64);
-        }
-    }
-    overflowing
+    counted_by_kind(windows_by_sample(refused), metrics::record_aggregation_errors)
 }
 
 /// A sample whose merge would have made a window's statistics non-finite: an error row, and the

@@ -32,7 +32,12 @@ pub async fn resolve_secret(settings: &mut SchemaRegistrySettings) -> Result<(),
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let answer = client.get_secret_value().secret_id(&secret_id).send().await.map_err(|e| {
-        error(format!("GetSecretValue failed ({}): {}", e.code().unwrap_or("no error code"), DisplayErrorContext(&e)))
+        // The service's code and message when it answered; the whole chain (connection,
+        // credentials, timeout) when it did not.
+        error(match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("GetSecretValue failed: {code}: {message}"),
+            _ => format!("GetSecretValue failed: {}", DisplayErrorContext(&e)),
+        })
     })?;
     let text =
         answer.secret_string().ok_or_else(|| error("the secret has no SecretString (a binary secret)".into()))?;
