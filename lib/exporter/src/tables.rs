@@ -19,7 +19,11 @@ pub(crate) async fn read(lake: &Lakehouse, now: DateTime<Utc>) -> Result<Vec<Gau
     let mut gauges = Vec::new();
     for kind in TableKind::ALL {
         let name = lake.table_name(kind).to_string();
-        let table = lake.table(kind).await.map_err(|e| format!("loading {name}: {e}"))?;
+        // Never created here: the exporter may run with read-only permissions, before ingest's
+        // first commit created the tables.
+        let Some(table) = lake.existing_table(kind).await.map_err(|e| format!("loading {name}: {e}"))? else {
+            continue;
+        };
         let metadata = table.metadata();
         let gauge = |metric, value| Gauge::new(metric, value).label("table_name", name.clone());
         let Some(current) = metadata.current_snapshot() else {
@@ -56,6 +60,11 @@ pub(crate) async fn read(lake: &Lakehouse, now: DateTime<Utc>) -> Result<Vec<Gau
 /// `error_rows_last_hour{error_type}`: rows of the errors table whose `error_timestamp` is within
 /// the last hour (the filter prunes the days(error_timestamp) partitions to today and yesterday).
 pub(crate) async fn error_rows_last_hour(lake: &Lakehouse, now: DateTime<Utc>) -> Result<Vec<Gauge>, String> {
+    let errors_table = lake.table_name(TableKind::Errors);
+    let exists = lake.existing_table(TableKind::Errors).await.map_err(|e| format!("loading {errors_table}: {e}"))?;
+    if exists.is_none() {
+        return Ok(Vec::new());
+    }
     let since = (now - Duration::hours(1)).timestamp_micros();
     let filter = Reference::new("error_timestamp").greater_than_or_equal_to(Datum::timestamp_micros(since));
     let batches: Vec<_> = lake

@@ -11,6 +11,17 @@ use crate::catalog::Lakehouse;
 use crate::tables::TableKind;
 
 impl Lakehouse {
+    /// The table as the catalog has it, without creating it: `None` when it does not exist yet.
+    /// For readers that may hold read-only permissions (the exporter), where [`Lakehouse::table`]
+    /// would create a missing table.
+    pub async fn existing_table(&self, kind: TableKind) -> Result<Option<iceberg::table::Table>, LakeError> {
+        let ident = self.ident(kind);
+        if !self.catalog().table_exists(&ident).await? {
+            return Ok(None);
+        }
+        Ok(Some(self.catalog().load_table(&ident).await?))
+    }
+
     /// `total-records` of the newest snapshot (0 for a table without data).
     pub async fn row_count(&self, kind: TableKind) -> Result<u64, LakeError> {
         let table = self.table(kind).await?;
