@@ -15,6 +15,7 @@
 mod demo;
 mod exporter;
 mod kafka;
+mod maintain;
 mod replay;
 mod summary;
 
@@ -64,6 +65,9 @@ enum Command {
     Local(kafka::LocalArgs),
     /// Produce realistic payloads (Confluent wire format, keyed by userId) to the topic.
     Produce(kafka::ProduceArgs),
+    /// Table maintenance: `--orphans` removes files no metadata references (older than
+    /// `--grace-days`, 3 by default); `--dry-run` lists them.
+    Maintain(maintain::MaintainArgs),
     /// Serve pipeline health read from the stores (Kafka lag, snapshots, windows, error rows)
     /// as Prometheus metrics on HEALTHLAKE_EXPORTER_PORT (9250).
     Exporter,
@@ -232,6 +236,11 @@ async fn main() -> Result<()> {
         Command::Produce(args) => {
             init_tracing(&settings, true);
             kafka::produce(settings, args).await
+        }
+        Command::Maintain(args) => {
+            init_tracing(&settings, true);
+            let app = App::open(settings, system_clock()).await?;
+            maintain::run(&app, args).await
         }
         Command::Exporter => {
             init_tracing(&settings, false);

@@ -5,6 +5,7 @@ mod catalog;
 mod commit;
 mod lineage;
 mod offsets;
+mod orphans;
 mod overwrite;
 mod pointer;
 mod read;
@@ -19,6 +20,7 @@ pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings, file_i
 pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base};
 pub use lineage::{OffsetRange, coordinates_present};
 pub use offsets::committed_offsets;
+pub use orphans::OrphanReport;
 pub use overwrite::{KeyPart, RowKey, UpsertReport, key_columns, row_keys};
 pub use replay::{REPLAY_PROPERTY, replay_snapshot};
 pub use tables::{TableKind, TableNames};
@@ -56,6 +58,12 @@ pub enum LakeError {
          healthlake.kafka-offsets) in a new snapshot"
     )]
     OffsetsLost { table: String, snapshot: i64, parent: i64 },
+    /// A metadata file that does not parse: maintenance stops before deleting anything.
+    #[error("metadata file {path} is not table metadata: {reason}")]
+    CorruptMetadata { path: String, reason: String },
+    /// The table location could not be listed (local files; S3 listing errors are Iceberg's).
+    #[error("listing {path}: {reason}")]
+    Listing { path: String, reason: String },
 }
 
 impl LakeError {
@@ -68,7 +76,9 @@ impl LakeError {
             | LakeError::Schema(_)
             | LakeError::Config(_)
             | LakeError::CorruptOffsets { .. }
-            | LakeError::OffsetsLost { .. } => false,
+            | LakeError::OffsetsLost { .. }
+            | LakeError::CorruptMetadata { .. }
+            | LakeError::Listing { .. } => false,
         }
     }
 }

@@ -77,18 +77,50 @@ pub(crate) struct CreateOnlyS3Storage {
 impl CreateOnlyS3Storage {
     /// An operator on the path's bucket and the path within it.
     fn operator<'a>(&self, path: &'a str) -> Result<(Operator, &'a str)> {
-        let url = url::Url::parse(path)?;
-        let bucket = url
-            .host_str()
-            .ok_or_else(|| Error::new(ErrorKind::DataInvalid, format!("s3 url {path} names no bucket")))?;
-        let prefix = format!("{}://{bucket}/", url.scheme());
-        let key = path
-            .strip_prefix(&prefix)
-            .ok_or_else(|| Error::new(ErrorKind::DataInvalid, format!("s3 url {path} does not start with {prefix}")))?;
-        let builder = self.config.as_ref().clone().into_builder().bucket(bucket);
-        let op = Operator::new(builder).map_err(|e| io_error(path, e))?.finish();
-        Ok((op, key))
+        bucket_operator(&self.config, path)
     }
+}
+
+/// An operator on an `s3://bucket/key` path's bucket, and the key.
+fn bucket_operator<'a>(config: &S3Config, path: &'a str) -> Result<(Operator, &'a str)> {
+    let url = url::Url::parse(path)?;
+    let bucket =
+        url.host_str().ok_or_else(|| Error::new(ErrorKind::DataInvalid, format!("s3 url {path} names no bucket")))?;
+    let prefix = format!("{}://{bucket}/", url.scheme());
+    let key = path
+        .strip_prefix(&prefix)
+        .ok_or_else(|| Error::new(ErrorKind::DataInvalid, format!("s3 url {path} does not start with {prefix}")))?;
+    let builder = config.clone().into_builder().bucket(bucket);
+    let op = Operator::new(builder).map_err(|e| io_error(path, e))?.finish();
+    Ok((op, key))
+}
+
+/// An object under a prefix, with its last modification time.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ListedFile {
+    pub path: String,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// Every object under `s3://bucket/prefix/` (recursively), as full `s3://` paths.
+pub(crate) async fn list_s3(props: &HashMap<String, String>, prefix: &str) -> Result<Vec<ListedFile>> {
+    let config = s3_config(props)?;
+    let (op, key) = bucket_operator(&config, prefix)?;
+    let base = &prefix[..prefix.len() - key.len()];
+    let key = format!("{}/", key.trim_end_matches('/'));
+    let entries = op
+        .list_with(&key)
+        .recursive(true)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Unexpected, format!("listing {prefix}")).with_source(e))?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| !e.path().ends_with('/'))
+        .map(|e| ListedFile {
+            path: format!("{base}{}", e.path()),
+            modified: e.metadata().last_modified().map(std::time::SystemTime::from),
+        })
+        .collect())
 }
 
 /// An OpenDAL error as an iceberg one, saying so when the object already existed.
