@@ -65,8 +65,9 @@ enum Command {
     Local(kafka::LocalArgs),
     /// Produce realistic payloads (Confluent wire format, keyed by userId) to the topic.
     Produce(kafka::ProduceArgs),
-    /// Table maintenance: `--orphans` removes files no metadata references (older than
-    /// `--grace-days`, 3 by default); `--dry-run` lists them.
+    /// Table maintenance: `--expire` expires snapshots by each table's history.expire.*
+    /// properties; `--orphans` removes files no metadata references (older than `--grace-days`,
+    /// 3 by default); `--dry-run` reports without changing anything.
     Maintain(maintain::MaintainArgs),
     /// Serve pipeline health read from the stores (Kafka lag, snapshots, windows, error rows)
     /// as Prometheus metrics on HEALTHLAKE_EXPORTER_PORT (9250).

@@ -1,11 +1,12 @@
-//! `healthlake maintain`: table maintenance. Today: removing orphan files (what lost commit
-//! races and crashed writers leave); compaction, manifest rewrite and snapshot expiry are to come.
+//! `healthlake maintain`: table maintenance. Today: snapshot expiry (each table's own
+//! `history.expire.*` policy) and orphan file removal (what lost commit races and crashed writers
+//! leave); compaction and manifest rewrite are to come.
 
 use anyhow::{Result, bail};
 use chrono::{Duration, Utc};
 use clap::{Args, ValueEnum};
 use healthlake_core::WindowKind;
-use healthlake_lake::TableKind;
+use healthlake_lake::{ExpiryPolicy, TableKind};
 use healthlake_pipeline::app::App;
 
 #[derive(Args)]
@@ -13,6 +14,10 @@ pub(crate) struct MaintainArgs {
     /// The table (all five when not given).
     #[arg(long, value_enum)]
     table: Option<TableArg>,
+    /// Expire snapshots older than the table's `history.expire.max-snapshot-age-ms`, keeping its
+    /// `history.expire.min-snapshots-to-keep`, and delete the files only they reached.
+    #[arg(long)]
+    expire: bool,
     /// Remove files under the table's location that no metadata file references.
     #[arg(long)]
     orphans: bool,
@@ -50,8 +55,8 @@ impl From<TableArg> for TableKind {
 }
 
 pub(crate) async fn run(app: &App, args: MaintainArgs) -> Result<()> {
-    if !args.orphans {
-        bail!("say what to do: --orphans (compaction, manifest rewrite and expiry are not built yet)");
+    if !args.orphans && !args.expire {
+        bail!("say what to do: --expire and/or --orphans (compaction and manifest rewrite are not built yet)");
     }
     // NaN is refused too.
     if args.grace_days.is_nan() || args.grace_days < 1.0 {
@@ -63,6 +68,13 @@ pub(crate) async fn run(app: &App, args: MaintainArgs) -> Result<()> {
         None => TableKind::ALL.to_vec(),
     };
     for kind in tables {
+        // Expiry first: the files it frees are deleted by it, not left for orphan removal.
+        if args.expire {
+            expire(app, kind, &args).await?;
+        }
+        if !args.orphans {
+            continue;
+        }
         let report = app.lake.remove_orphan_files(kind, &app.settings.catalog.s3, cutoff, args.dry_run).await?;
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
@@ -81,6 +93,28 @@ pub(crate) async fn run(app: &App, args: MaintainArgs) -> Result<()> {
         for path in &report.orphans {
             println!("  {path}");
         }
+    }
+    Ok(())
+}
+
+async fn expire(app: &App, kind: TableKind, args: &MaintainArgs) -> Result<()> {
+    let Some(table) = app.lake.existing_table(kind).await? else { return Ok(()) };
+    let policy = ExpiryPolicy::of_table(&table, Utc::now());
+    let report = app.lake.expire_snapshots(kind, policy, args.dry_run).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let verb = if report.dry_run { "would expire (dry run)" } else { "expired" };
+        println!(
+            "{}: {} snapshots, {verb} {} older than {} (keeping at least {}), {} files only they reached {}",
+            report.table,
+            report.snapshots_before,
+            report.snapshots_expired.len(),
+            policy.older_than.to_rfc3339(),
+            policy.keep_at_least,
+            report.files_deleted,
+            if report.dry_run { "would be deleted" } else { "deleted" }
+        );
     }
     Ok(())
 }

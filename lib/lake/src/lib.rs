@@ -3,6 +3,7 @@
 
 mod catalog;
 mod commit;
+mod expire;
 mod lineage;
 mod offsets;
 mod orphans;
@@ -18,6 +19,7 @@ mod writer;
 
 pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings, file_io_for};
 pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base};
+pub use expire::{ExpiryPolicy, ExpiryReport};
 pub use lineage::{OffsetRange, coordinates_present};
 pub use offsets::committed_offsets;
 pub use orphans::OrphanReport;

@@ -78,7 +78,7 @@ impl Lakehouse {
 }
 
 /// `file:///a/b` and `/a/b` name the same local file.
-fn normalized(path: &str) -> String {
+pub(crate) fn normalized(path: &str) -> String {
     path.strip_prefix("file://").unwrap_or(path).to_string()
 }
 
@@ -89,7 +89,7 @@ async fn referenced_files(
     current_location: Option<&str>,
 ) -> Result<HashSet<String>, LakeError> {
     let mut referenced = HashSet::new();
-    let mut metadata_files: Vec<TableMetadata> = vec![current.clone()];
+    let mut metadata_files: Vec<TableMetadata> = Vec::new();
     if let Some(location) = current_location {
         referenced.insert(normalized(location));
     }
@@ -105,24 +105,68 @@ async fn referenced_files(
             .map_err(|e| LakeError::CorruptMetadata { path: entry.metadata_file.clone(), reason: e.to_string() })?;
         metadata_files.push(metadata);
     }
+    // The current metadata must be whole: a manifest missing there stops the run (its data files
+    // would look unreferenced). Older metadata may point at files snapshot expiry deleted.
+    referenced.extend(reachable_files(file_io, &[current], FileStatus::Any, Missing::Fail).await?);
+    let older: Vec<&TableMetadata> = metadata_files.iter().collect();
+    referenced.extend(reachable_files(file_io, &older, FileStatus::Any, Missing::Skip).await?);
+    Ok(referenced)
+}
+
+/// Which manifest entries count as reaching their data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileStatus {
+    /// Any entry, deleted ones too: a file an entry still names is never called an orphan.
+    Any,
+    /// Added and existing entries: the files a snapshot's readers read.
+    Live,
+}
+
+/// What to do with a manifest list or manifest that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missing {
+    Fail,
+    Skip,
+}
+
+/// The manifest lists, manifests and data files the snapshots of `metadata_files` reach.
+pub(crate) async fn reachable_files(
+    file_io: &FileIO,
+    metadata_files: &[&TableMetadata],
+    status: FileStatus,
+    missing: Missing,
+) -> Result<HashSet<String>, LakeError> {
+    let mut reachable = HashSet::new();
     let mut manifests_read = HashSet::new();
-    for metadata in &metadata_files {
+    for metadata in metadata_files {
         for snapshot in metadata.snapshots() {
-            referenced.insert(normalized(snapshot.manifest_list()));
+            reachable.insert(normalized(snapshot.manifest_list()));
+            if skipped(file_io, snapshot.manifest_list(), missing).await {
+                continue;
+            }
             let bytes = file_io.new_input(snapshot.manifest_list())?.read().await?;
             let list = ManifestList::parse_with_version(&bytes, metadata.format_version())?;
             for manifest in list.entries() {
-                referenced.insert(normalized(&manifest.manifest_path));
-                if !manifests_read.insert(manifest.manifest_path.clone()) {
+                reachable.insert(normalized(&manifest.manifest_path));
+                if !manifests_read.insert(manifest.manifest_path.clone())
+                    || skipped(file_io, &manifest.manifest_path, missing).await
+                {
                     continue;
                 }
                 for entry in manifest.load_manifest(file_io).await?.entries() {
-                    referenced.insert(normalized(entry.data_file().file_path()));
+                    if status == FileStatus::Any || entry.is_alive() {
+                        reachable.insert(normalized(entry.data_file().file_path()));
+                    }
                 }
             }
         }
     }
-    Ok(referenced)
+    Ok(reachable)
+}
+
+/// Whether a file that is not there is to be passed over.
+async fn skipped(file_io: &FileIO, path: &str, missing: Missing) -> bool {
+    missing == Missing::Skip && !file_io.exists(path).await.unwrap_or(true)
 }
 
 /// Every file under the table's location, with its modification time.

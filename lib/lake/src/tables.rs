@@ -213,8 +213,14 @@ pub fn definition(kind: TableKind) -> Result<TableDefinition, LakeError> {
 }
 
 fn properties(kind: TableKind) -> HashMap<String, String> {
-    let mut props: Vec<(&str, &str)> =
-        vec![("write.format.default", "parquet"), ("write.parquet.compression-codec", "snappy")];
+    let mut props: Vec<(&str, &str)> = vec![
+        ("write.format.default", "parquet"),
+        ("write.parquet.compression-codec", "snappy"),
+        // What `healthlake maintain --expire` reads (Iceberg's names): never fewer than 10
+        // snapshots, and those within the age below.
+        ("history.expire.min-snapshots-to-keep", "10"),
+        ("write.metadata.previous-versions-max", "100"),
+    ];
     match kind {
         TableKind::Raw => props.extend([
             ("write.parquet.page-size-bytes", "1048576"),
@@ -225,8 +231,14 @@ fn properties(kind: TableKind) -> HashMap<String, String> {
             ("commit.retry.min-wait-ms", "100"),
             ("history.expire.max-snapshot-age-ms", "2592000000"),
         ]),
-        TableKind::Errors => {}
+        TableKind::Errors => props.extend([
+            ("write.target-file-size-bytes", "67108864"),
+            ("history.expire.max-snapshot-age-ms", "2592000000"),
+        ]),
         TableKind::Aggregate(_) => props.extend([
+            ("write.target-file-size-bytes", "67108864"),
+            // Every finalize run adds a snapshot: a week of time travel is plenty.
+            ("history.expire.max-snapshot-age-ms", "604800000"),
             ("write.upsert.enabled", "true"),
             // The spec's Flink job used merge-on-read with equality deletes; DESIGN.md requires the
             // aggregates to stay readable by every engine (pyiceberg cannot read equality deletes),
