@@ -337,17 +337,25 @@ class ModuleWiring(unittest.TestCase):
         for action in ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable", "glue:GetDatabase",
                        "s3:GetObject", "s3:PutObject"):
             self.assertIn(action, policy)
-        # Deletes: only once lib/lake deletes files (maintenance) must s3:DeleteObject be granted.
+        # Deletes: lib/lake deletes files only in maintenance (snapshot expiry, orphan removal).
+        # s3:DeleteObject is granted exactly when a deployed function calls it; today only the
+        # `healthlake maintain` command does (with an operator's credentials).
         deletes = []
         for path in LAKE_SRC.glob("*.rs"):
             if path.name == "storage.rs":  # the Storage trait's pass-through, not a caller
                 continue
             if re.search(r"file_io\(\)\s*\.\s*delete|\.delete_prefix\(|\.delete_stream\(", path.read_text()):
                 deletes.append(path.name)
-        if deletes:
-            self.assertIn("s3:DeleteObject", policy, f"lib/lake deletes objects ({deletes})")
+        self.assertEqual(sorted(deletes), ["expire.rs", "orphans.rs"], "a new deleting code path: grant it")
+        maintaining = [
+            path for path in (ROOT / "functions").glob("*/src/*.rs")
+            if path.parts[-3] != "healthlake"
+            and re.search(r"expire_snapshots|remove_orphan_files", path.read_text())
+        ]
+        if maintaining:
+            self.assertIn("s3:DeleteObject", policy, f"{maintaining} delete objects")
         else:
-            self.assertNotIn("s3:DeleteObject", policy, "no code deletes objects")
+            self.assertNotIn("s3:DeleteObject", policy, "no deployed function deletes objects")
 
     # --- documentation ---
 

@@ -20,9 +20,12 @@ use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use serde::Serialize;
 
-use crate::commit::OFFSETS_PROPERTY;
+use backon::Retryable;
+
+use crate::commit::{Attempt, OFFSETS_PROPERTY};
 use crate::orphans::{FileStatus, Missing, reachable_files};
 use crate::replay::REPLAY_PROPERTY;
+use crate::retry::commit_backoff;
 use crate::tables::TableKind;
 use crate::{LakeError, Lakehouse};
 
@@ -71,9 +74,9 @@ impl Lakehouse {
         let pointer = self.pointer().ok_or_else(|| {
             LakeError::Config(format!("expiring {table_name} needs the sql or glue catalog (a compare-and-swap)"))
         })?;
-        for _ in 0..5 {
+        let attempt = || async {
             let Some(base) = self.existing_table(kind).await? else {
-                return Ok(ExpiryReport { table: table_name, dry_run, ..Default::default() });
+                return Ok(ExpiryReport { table: table_name.clone(), dry_run, ..Default::default() });
             };
             let metadata = base.metadata();
             let expired = expirable(metadata, policy);
@@ -94,25 +97,42 @@ impl Lakehouse {
             let ids: Vec<i64> = expired.iter().copied().collect();
             let next =
                 metadata.clone().into_builder(Some(base_location.clone())).remove_snapshots(&ids).build()?.metadata;
-            let deletable = files_only_in(&base, metadata, &next).await?;
-            report.files_deleted = deletable.len();
             if dry_run {
+                report.files_deleted = files_only_in(&base, metadata, &next).await?.len();
                 return Ok(report);
             }
+            // Published first, while the read is fresh (appends land every few seconds); what to
+            // delete is worked out from the two versions once this one has won.
             let next_location =
                 MetadataLocation::from_str(&base_location)?.with_next_version().with_new_metadata(&next);
             next.write_to(base.file_io(), &next_location).await?;
             if !pointer.swap(base.identifier(), &base_location, &next_location.to_string()).await? {
-                continue; // the table moved: plan again on its new version
+                return Err(Attempt::Conflict);
             }
+            let deletable = files_only_in(&base, metadata, &next).await?;
             for path in &deletable {
                 base.file_io().delete(path).await?;
             }
-            return Ok(report);
+            report.files_deleted = deletable.len();
+            Ok(report)
+        };
+        let expired = attempt
+            .retry(commit_backoff(EXPIRY_ATTEMPTS))
+            .when(|e| matches!(e, Attempt::Conflict))
+            .notify(|_, wait| {
+                tracing::debug!(table = %table_name, retry_in_ms = wait.as_millis() as u64, "expiry lost its race, retrying")
+            })
+            .await;
+        match expired {
+            Ok(report) => Ok(report),
+            Err(Attempt::Conflict) => Err(LakeError::CommitConflict { table: table_name, attempts: EXPIRY_ATTEMPTS }),
+            Err(Attempt::Failed(e)) => Err(e),
         }
-        Err(LakeError::CommitConflict { table: table_name, attempts: 5 })
     }
 }
+
+/// Expiry publishes between the writers' commits; with many of them it may lose a few races.
+const EXPIRY_ATTEMPTS: u32 = 10;
 
 /// The snapshots the policy lets go.
 fn expirable(metadata: &TableMetadata, policy: ExpiryPolicy) -> BTreeSet<i64> {
