@@ -11,40 +11,16 @@ mod common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use chrono::{DateTime, Duration, Utc};
-use common::{glue_settings, sql_settings};
-use healthlake_core::record::AggregateRow;
-use healthlake_core::{AggregateStats, KafkaCoordinates, RawRecord, Window, WindowKind};
+use chrono::{Duration, Utc};
+use common::{daily_row, glue_settings, raw_row, sql_settings};
+use healthlake_core::{RawRecord, WindowKind};
 use healthlake_lake::{CatalogSettings, DataFileSink, ExpiryPolicy, LakeError, Lakehouse, TableKind, rows};
 
 const DAILY: TableKind = TableKind::Aggregate(WindowKind::Daily);
 
-fn row(partition: i32, offset: i64) -> RawRecord {
-    let ts: DateTime<Utc> = "2025-11-17T10:00:00Z".parse().unwrap();
-    RawRecord {
-        device_id: "d".into(),
-        user_id: format!("u{partition}"),
-        sample_id: format!("s-{partition}-{offset}"),
-        data_type: "heartRate".into(),
-        value: offset as f64,
-        unit: "count/min".into(),
-        start_date: ts + Duration::hours(offset % 72),
-        end_date: ts,
-        created_at: ts,
-        payload_timestamp: ts,
-        processing_time: ts,
-        source_bundle: None,
-        metadata: None,
-        is_synced: true,
-        app_version: "1".into(),
-        ingestion_date: ts.date_naive(),
-        kafka: KafkaCoordinates { topic: "t".into(), partition, offset },
-    }
-}
-
 async fn append_batch(lake: &Lakehouse, partition: i32, first: i64) -> Result<(), LakeError> {
     let table = lake.table(TableKind::Raw).await?;
-    let rows_: Vec<RawRecord> = (first..first + 5).map(|o| row(partition, o)).collect();
+    let rows_: Vec<RawRecord> = (first..first + 5).map(|o| raw_row(partition, o)).collect();
     let mut sink =
         DataFileSink::new(&table, &format!("p{partition}-{first}-{}", Utc::now().timestamp_nanos_opt().unwrap()))?;
     sink.write(&rows::raw_batch(sink.arrow_schema(), &rows_)?).await?;
@@ -53,27 +29,8 @@ async fn append_batch(lake: &Lakehouse, partition: i32, first: i64) -> Result<()
     lake.append(TableKind::Raw, files, &consumed).await.map(|_| ())
 }
 
-fn agg(user: u32, count: i64) -> AggregateRow {
-    let day = "2025-11-17T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
-    let v = count as f64;
-    AggregateRow {
-        user_id: format!("u{user}"),
-        data_type: "heartRate".into(),
-        window: Window::containing(WindowKind::Daily, day),
-        stats: AggregateStats {
-            min: v,
-            max: v,
-            avg: v,
-            sum: v,
-            count,
-            stddev: 0.0,
-            first: v,
-            last: v,
-            record_count: count,
-            daily_avg_of_avg: v,
-        },
-        updated_at: day,
-    }
+fn agg(user: u32, count: i64) -> healthlake_core::record::AggregateRow {
+    daily_row(&format!("u{user}"), "2025-11-17T12:00:00Z".parse().unwrap(), count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,38 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod common;
 
-use chrono::{DateTime, Duration, Utc};
-use common::{glue_settings, sql_settings};
-use healthlake_core::{KafkaCoordinates, RawRecord};
+use chrono::{Duration, Utc};
+use common::{glue_settings, raw_row, sql_settings};
+use healthlake_core::RawRecord;
 use healthlake_lake::{CatalogSettings, DataFileSink, Lakehouse, TableKind, rows};
-
-fn row(offset: i64) -> RawRecord {
-    let ts: DateTime<Utc> = "2025-11-17T10:00:00Z".parse().unwrap();
-    RawRecord {
-        device_id: "d".into(),
-        user_id: "u1".into(),
-        sample_id: format!("s-{offset}"),
-        data_type: "heartRate".into(),
-        value: offset as f64,
-        unit: "count/min".into(),
-        start_date: ts + Duration::days(offset % 3),
-        end_date: ts,
-        created_at: ts,
-        payload_timestamp: ts,
-        processing_time: ts,
-        source_bundle: None,
-        metadata: None,
-        is_synced: true,
-        app_version: "1".into(),
-        ingestion_date: ts.date_naive(),
-        kafka: KafkaCoordinates { topic: "t".into(), partition: 0, offset },
-    }
-}
 
 async fn written(lake: &Lakehouse, name: &str, offsets: std::ops::Range<i64>) -> Vec<iceberg::spec::DataFile> {
     let table = lake.table(TableKind::Raw).await.unwrap();
     let mut sink = DataFileSink::new(&table, name).unwrap();
-    let rows_: Vec<RawRecord> = offsets.map(row).collect();
+    let rows_: Vec<RawRecord> = offsets.map(|o| raw_row(0, o)).collect();
     sink.write(&rows::raw_batch(sink.arrow_schema(), &rows_).unwrap()).await.unwrap();
     sink.close().await.unwrap()
 }
