@@ -21,8 +21,9 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
 import boto3
-from pyiceberg.catalog.glue import GlueCatalog
 from pyiceberg.expressions import GreaterThanOrEqual
+
+from check_kafka_run import open_catalog
 
 TABLES = ["health_data_raw", "health_data_errors", "health_data_daily_agg", "health_data_weekly_agg",
           "health_data_monthly_agg"]
@@ -55,15 +56,6 @@ def by(metrics, name, label):
     return {dict(labels)[label]: value for labels, value in metrics.get(name, {}).items()}
 
 
-def catalog(endpoint):
-    return GlueCatalog("health_catalog", **{
-        "glue.endpoint": endpoint, "glue.region": "us-east-1",
-        "glue.access-key-id": "testing", "glue.secret-access-key": "testing",
-        "s3.endpoint": endpoint, "s3.region": "us-east-1",
-        "s3.access-key-id": "testing", "s3.secret-access-key": "testing",
-    })
-
-
 def open_items_per_kind(endpoint, table):
     """Accumulator items still open: closing removes `gsi_pk` (`open#<kind>#<shard>`)."""
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
@@ -81,7 +73,7 @@ def check_drained(metrics, endpoint, state_table, scraped_at):
     check(lags and all(v == 0 for v in lags.values()), f"lag 0 on every partition after the drain: {lags}")
     ups = by(metrics, "exporter_source_up", "source")
     check(ups == {"kafka": 1, "lake": 1, "state": 1, "errors": 1}, f"every source up: {ups}")
-    lake = catalog(endpoint)
+    lake = open_catalog(["--glue", endpoint])
     ages = by(metrics, "iceberg_snapshot_age_seconds", "table_name")
     records = by(metrics, "iceberg_table_records", "table_name")
     files = by(metrics, "iceberg_table_data_files", "table_name")

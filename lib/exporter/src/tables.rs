@@ -60,20 +60,18 @@ pub(crate) async fn read(lake: &Lakehouse, now: DateTime<Utc>) -> Result<Vec<Gau
 /// `error_rows_last_hour{error_type}`: rows of the errors table whose `error_timestamp` is within
 /// the last hour (the filter prunes the days(error_timestamp) partitions to today and yesterday).
 pub(crate) async fn error_rows_last_hour(lake: &Lakehouse, now: DateTime<Utc>) -> Result<Vec<Gauge>, String> {
-    let errors_table = lake.table_name(TableKind::Errors);
-    let exists = lake.existing_table(TableKind::Errors).await.map_err(|e| format!("loading {errors_table}: {e}"))?;
-    if exists.is_none() {
+    let name = lake.table_name(TableKind::Errors);
+    let Some(table) = lake.existing_table(TableKind::Errors).await.map_err(|e| format!("loading {name}: {e}"))? else {
         return Ok(Vec::new());
-    }
+    };
     let since = (now - Duration::hours(1)).timestamp_micros();
     let filter = Reference::new("error_timestamp").greater_than_or_equal_to(Datum::timestamp_micros(since));
-    let batches: Vec<_> = lake
-        .scan_stream(TableKind::Errors, &["error_type", "error_timestamp"], Some(filter))
+    let batches: Vec<_> = Lakehouse::scan_table(&table, &["error_type", "error_timestamp"], Some(filter))
         .await
-        .map_err(|e| format!("scanning {}: {e}", lake.table_name(TableKind::Errors)))?
+        .map_err(|e| format!("scanning {name}: {e}"))?
         .try_collect()
         .await
-        .map_err(|e| format!("scanning {}: {e}", lake.table_name(TableKind::Errors)))?;
+        .map_err(|e| format!("scanning {name}: {e}"))?;
     let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
     for batch in &batches {
         let types = batch.column(0).as_string::<i32>();

@@ -3,10 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use healthlake_core::WindowKind;
-use healthlake_core::record::partition_key;
 use healthlake_pipeline::config::Settings;
-use healthlake_pipeline::finalize::watermark;
-use healthlake_state::{AccumulatorStore, PartitionProgress};
+use healthlake_pipeline::finalize::{unseen_partitions, watermark};
+use healthlake_state::AccumulatorStore;
 
 use crate::Gauge;
 
@@ -18,19 +17,8 @@ pub(crate) async fn read(
     now: DateTime<Utc>,
 ) -> Result<Vec<Gauge>, String> {
     let mut progress = store.partition_progress().await.map_err(|e| format!("partition progress: {e}"))?;
-    if let Some(partitions) = settings.topic_partitions {
-        for p in 0..partitions as i32 {
-            let key = partition_key(&settings.kafka_topic, p);
-            if progress.iter().all(|known| known.partition != key) {
-                progress.push(PartitionProgress {
-                    partition: key,
-                    max_event_time: DateTime::UNIX_EPOCH,
-                    updated_at: now,
-                    pending: false,
-                });
-            }
-        }
-    }
+    let unseen = unseen_partitions(&progress, settings, now);
+    progress.extend(unseen);
     let wm = watermark(&progress, now, settings.max_out_of_orderness, settings.partition_idle_timeout);
     let mut gauges = Vec::new();
     for kind in WindowKind::ALL {

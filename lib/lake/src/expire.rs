@@ -187,16 +187,5 @@ async fn files_only_in(
     // A retained snapshot reads its live entries only; a file its manifests list as deleted was
     // read by an older snapshot, and if that one is expired no reader is left.
     let stays = reachable_files(file_io, &[after], FileStatus::Live, Missing::Fail).await?;
-    let location = before.location().trim_end_matches('/');
-    Ok(was
-        .into_iter()
-        .filter(|path| !stays.contains(path))
-        .map(|path| {
-            if location.starts_with("file://") && !path.starts_with("file://") {
-                format!("file://{path}")
-            } else {
-                path
-            }
-        })
-        .collect())
+    Ok(was.into_iter().filter(|path| !stays.contains(path)).collect())
 }

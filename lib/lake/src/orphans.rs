@@ -78,7 +78,7 @@ impl Lakehouse {
 }
 
 /// `file:///a/b` and `/a/b` name the same local file.
-pub(crate) fn normalized(path: &str) -> String {
+fn normalized(path: &str) -> String {
     path.strip_prefix("file://").unwrap_or(path).to_string()
 }
 
@@ -107,9 +107,13 @@ async fn referenced_files(
     }
     // The current metadata must be whole: a manifest missing there stops the run (its data files
     // would look unreferenced). Older metadata may point at files snapshot expiry deleted.
-    referenced.extend(reachable_files(file_io, &[current], FileStatus::Any, Missing::Fail).await?);
     let older: Vec<&TableMetadata> = metadata_files.iter().collect();
-    referenced.extend(reachable_files(file_io, &older, FileStatus::Any, Missing::Skip).await?);
+    let reachable = reachable_files(file_io, &[current], FileStatus::Any, Missing::Fail)
+        .await?
+        .into_iter()
+        .chain(reachable_files(file_io, &older, FileStatus::Any, Missing::Skip).await?);
+    // Compared with a listing, which spells local paths without `file://`.
+    referenced.extend(reachable.map(|path| normalized(&path)));
     Ok(referenced)
 }
 
@@ -129,7 +133,8 @@ pub(crate) enum Missing {
     Skip,
 }
 
-/// The manifest lists, manifests and data files the snapshots of `metadata_files` reach.
+/// The manifest lists, manifests and data files the snapshots of `metadata_files` reach, spelt
+/// as the metadata spells them.
 pub(crate) async fn reachable_files(
     file_io: &FileIO,
     metadata_files: &[&TableMetadata],
@@ -140,14 +145,14 @@ pub(crate) async fn reachable_files(
     let mut manifests_read = HashSet::new();
     for metadata in metadata_files {
         for snapshot in metadata.snapshots() {
-            reachable.insert(normalized(snapshot.manifest_list()));
+            reachable.insert(snapshot.manifest_list().to_string());
             if skipped(file_io, snapshot.manifest_list(), missing).await {
                 continue;
             }
             let bytes = file_io.new_input(snapshot.manifest_list())?.read().await?;
             let list = ManifestList::parse_with_version(&bytes, metadata.format_version())?;
             for manifest in list.entries() {
-                reachable.insert(normalized(&manifest.manifest_path));
+                reachable.insert(manifest.manifest_path.clone());
                 if !manifests_read.insert(manifest.manifest_path.clone())
                     || skipped(file_io, &manifest.manifest_path, missing).await
                 {
@@ -155,7 +160,7 @@ pub(crate) async fn reachable_files(
                 }
                 for entry in manifest.load_manifest(file_io).await?.entries() {
                     if status == FileStatus::Any || entry.is_alive() {
-                        reachable.insert(normalized(entry.data_file().file_path()));
+                        reachable.insert(entry.data_file().file_path().to_string());
                     }
                 }
             }

@@ -48,6 +48,15 @@ impl Lakehouse {
         filter: Option<Predicate>,
     ) -> Result<BoxStream<'static, Result<RecordBatch, LakeError>>, LakeError> {
         let table = self.table(kind).await?;
+        Self::scan_table(&table, columns, filter).await
+    }
+
+    /// As [`Lakehouse::scan_stream`], on a table already loaded.
+    pub async fn scan_table(
+        table: &iceberg::table::Table,
+        columns: &[&str],
+        filter: Option<Predicate>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch, LakeError>>, LakeError> {
         if table.metadata().current_snapshot().is_none() {
             return Ok(futures::stream::empty().boxed());
         }

@@ -67,6 +67,26 @@ pub struct FinalizeReport {
     pub records_aggregated: i64,
 }
 
+/// Placeholders at the start of time, stamped `now`, for the partitions of
+/// `HEALTHLAKE_TOPIC_PARTITIONS` that `progress` does not know yet (none without the setting).
+pub fn unseen_partitions(
+    progress: &[PartitionProgress],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Vec<PartitionProgress> {
+    let Some(partitions) = settings.topic_partitions else { return Vec::new() };
+    (0..partitions as i32)
+        .map(|p| partition_key(&settings.kafka_topic, p))
+        .filter(|key| progress.iter().all(|known| &known.partition != key))
+        .map(|partition| PartitionProgress {
+            partition,
+            max_event_time: DateTime::UNIX_EPOCH,
+            updated_at: now,
+            pending: false,
+        })
+        .collect()
+}
+
 /// The event-time watermark: the minimum over active partitions of their maximum event time,
 /// minus the allowed out-of-orderness. Partitions idle longer than `idle_timeout` (processing
 /// time) stop holding it back; if all are idle, none does. A partition with pending records (a
@@ -110,17 +130,7 @@ impl FinalizeHandler {
         progress: &mut Vec<PartitionProgress>,
         now: DateTime<Utc>,
     ) -> Result<(), FinalizeError> {
-        let Some(partitions) = self.settings.topic_partitions else { return Ok(()) };
-        let unseen: Vec<PartitionProgress> = (0..partitions as i32)
-            .map(|p| partition_key(&self.settings.kafka_topic, p))
-            .filter(|key| progress.iter().all(|known| &known.partition != key))
-            .map(|partition| PartitionProgress {
-                partition,
-                max_event_time: DateTime::UNIX_EPOCH,
-                updated_at: now,
-                pending: false,
-            })
-            .collect();
+        let unseen = unseen_partitions(progress, &self.settings, now);
         if !unseen.is_empty() {
             // A conditional max: a real record's progress written meanwhile wins.
             self.store.advance_watermarks(&unseen).await?;
