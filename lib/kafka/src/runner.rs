@@ -429,15 +429,28 @@ fn register_failure_counters() {
     }
 }
 
-/// One round of the finalize schedule: every window kind, failures logged (the next round
-/// retries, as the next scheduled invocation would).
+/// One round of the finalize schedule: every window kind. A failed invocation is retried as
+/// Lambda retries an asynchronous one (twice by default; the Terraform module's event invoke
+/// config says once, since the next scheduled run does the same work), seconds apart, not minutes; a kind still failing is logged and left to the next
+/// round. The runner's last round has no next one, so without the retries a fault at the end
+/// of a run would leave its windows unemitted.
 pub async fn finalize_round(invoker: &dyn FunctionInvoker) {
     for kind in WindowKind::ALL {
-        match invoker.invoke(&Invocation::Finalize(kind)).await {
+        let invocation = Invocation::Finalize(kind);
+        let finalized = (|| invoker.invoke(&invocation))
+            .retry(finalize_backoff())
+            .notify(|e, delay| warn!(%kind, error = %e, retry_in_ms = delay.as_millis() as u64, "finalize failed; retrying"))
+            .await;
+        match finalized {
             Ok(response) => info!(%kind, %response, "finalize"),
-            Err(e) => warn!(%kind, error = %e, "finalize failed; the next round retries"),
+            Err(e) => warn!(%kind, error = %e, "finalize failed after its retries; the next round retries"),
         }
     }
+}
+
+/// Lambda's default retries of a failed asynchronous invocation: two, here 1 s then 2 s apart.
+fn finalize_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default().with_min_delay(Duration::from_secs(1)).with_factor(2.0).with_max_times(2)
 }
 
 fn count_response(response: &Value, report: &mut RunReport) {
