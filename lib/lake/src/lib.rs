@@ -3,8 +3,13 @@
 
 mod catalog;
 mod commit;
+mod compact;
 mod expire;
+mod keys;
 mod lineage;
+mod manifest_rewrite;
+mod manifests;
+mod metadata_files;
 mod offsets;
 mod orphans;
 mod overwrite;
@@ -12,6 +17,7 @@ mod pointer;
 mod read;
 mod replay;
 mod retry;
+mod rewrite;
 pub mod rows;
 mod storage;
 pub mod tables;
@@ -19,11 +25,15 @@ mod writer;
 
 pub use catalog::{CatalogBackend, CatalogSettings, Lakehouse, S3Settings, file_io_for};
 pub use commit::{AppendReport, OFFSETS_PROPERTY, OffsetMap, commit_on_base};
+pub use compact::{CompactionOptions, CompactionReport, MAINTENANCE_PROPERTY};
 pub use expire::{ExpiryPolicy, ExpiryReport};
+pub use keys::{KeyPart, RowKey, key_columns, row_keys};
 pub use lineage::{OffsetRange, coordinates_present};
+pub use manifest_rewrite::ManifestRewriteReport;
+pub use metadata_files::MetadataFilesReport;
 pub use offsets::committed_offsets;
 pub use orphans::OrphanReport;
-pub use overwrite::{KeyPart, RowKey, UpsertReport, key_columns, row_keys};
+pub use overwrite::UpsertReport;
 pub use replay::{REPLAY_PROPERTY, replay_snapshot};
 pub use tables::{TableKind, TableNames};
 pub use writer::{DataFileSink, parquet_properties};

@@ -78,7 +78,7 @@ impl Lakehouse {
 }
 
 /// `file:///a/b` and `/a/b` name the same local file.
-fn normalized(path: &str) -> String {
+pub(crate) fn normalized(path: &str) -> String {
     path.strip_prefix("file://").unwrap_or(path).to_string()
 }
 
@@ -175,7 +175,7 @@ async fn skipped(file_io: &FileIO, path: &str, missing: Missing) -> bool {
 }
 
 /// Every file under the table's location, with its modification time.
-async fn list_files(location: &str, s3: &S3Settings) -> Result<Vec<ListedFile>, LakeError> {
+pub(crate) async fn list_files(location: &str, s3: &S3Settings) -> Result<Vec<ListedFile>, LakeError> {
     if location.starts_with("s3://") || location.starts_with("s3a://") {
         return Ok(list_s3(&s3.file_io_props(), location).await?);
     }

@@ -220,6 +220,10 @@ fn properties(kind: TableKind) -> HashMap<String, String> {
         // snapshots, and those within the age below.
         ("history.expire.min-snapshots-to-keep", "10"),
         ("write.metadata.previous-versions-max", "100"),
+        // What `healthlake maintain` follows beside: metadata files that fall out of the log
+        // above are deleted, and small manifests are merged up to this size.
+        ("write.metadata.delete-after-commit.enabled", "true"),
+        ("commit.manifest.target-size-bytes", "8388608"),
     ];
     match kind {
         TableKind::Raw => props.extend([

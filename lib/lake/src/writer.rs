@@ -49,6 +49,12 @@ pub fn parquet_properties(props: &HashMap<String, String>) -> Result<WriterPrope
     Ok(builder.build())
 }
 
+/// The table's `write.target-file-size-bytes`, or Iceberg's default (512 MiB) when it declares
+/// none.
+pub(crate) fn target_file_size(props: &HashMap<String, String>) -> u64 {
+    props.get(TARGET_FILE_SIZE).and_then(|s| s.parse::<u64>().ok()).filter(|n| *n > 0).unwrap_or(512 * 1024 * 1024)
+}
+
 /// Writes batches of one table into data files named `<prefix>-NNNNN-<attempt>.parquet`.
 pub struct DataFileSink {
     arrow_schema: SchemaRef,
@@ -66,15 +72,16 @@ impl DataFileSink {
     /// identity stays with the offsets in the snapshot summary, not with file names; an attempt
     /// that loses leaves unreferenced files for orphan removal.
     pub fn new(table: &Table, file_prefix: &str) -> Result<Self, LakeError> {
+        Self::rolling_at(table, file_prefix, target_file_size(table.metadata().properties()) as usize)
+    }
+
+    /// A sink that starts a new file once the current one passes `target_size` bytes (compaction
+    /// cuts its files itself and passes `usize::MAX`).
+    pub(crate) fn rolling_at(table: &Table, file_prefix: &str, target_size: usize) -> Result<Self, LakeError> {
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
         let props = parquet_properties(metadata.properties())?;
-        let target_size = metadata
-            .properties()
-            .get(TARGET_FILE_SIZE)
-            .and_then(|s| s.parse::<usize>().ok())
-            .unwrap_or(512 * 1024 * 1024);
         let parquet = ParquetWriterBuilder::new(props, schema.clone());
         let rolling = RollingFileWriterBuilder::new(
             parquet,

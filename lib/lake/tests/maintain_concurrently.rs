@@ -1,5 +1,6 @@
-//! Maintenance beside running writers: snapshot expiry and orphan removal loop while 4 appenders
-//! write to raw and an upserter rewrites the daily table. Every appended row lands once, every
+//! Maintenance beside running writers: compaction, manifest rewrite, snapshot expiry and orphan
+//! removal loop while 4 appenders write to raw and an upserter (the finalizer's commit) rewrites
+//! the daily table. Every appended row lands once, every
 //! aggregate key is there once with its last value, no scan fails, and the offsets still refuse
 //! a redelivery.
 
@@ -14,7 +15,9 @@ use arrow_array::types::Int64Type;
 use chrono::{Duration, Utc};
 use common::{daily_row, glue_settings, raw_row, sql_settings};
 use healthlake_core::{RawRecord, WindowKind};
-use healthlake_lake::{CatalogSettings, DataFileSink, ExpiryPolicy, LakeError, Lakehouse, TableKind, rows};
+use healthlake_lake::{
+    CatalogSettings, CompactionOptions, DataFileSink, ExpiryPolicy, LakeError, Lakehouse, TableKind, rows,
+};
 
 const DAILY: TableKind = TableKind::Aggregate(WindowKind::Daily);
 
@@ -34,13 +37,13 @@ fn agg(user: u32, count: i64) -> healthlake_core::record::AggregateRow {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sql_catalog_expiry_and_orphan_removal_beside_appenders_and_an_upserter() {
+async fn sql_catalog_maintenance_beside_appenders_and_an_upserter() {
     let dir = tempfile::tempdir().unwrap();
     maintenance_beside_writers(sql_settings(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn glue_catalog_expiry_and_orphan_removal_beside_appenders_and_an_upserter() {
+async fn glue_catalog_maintenance_beside_appenders_and_an_upserter() {
     let emulator = healthlake_testkit::AwsEmulator::start();
     maintenance_beside_writers(glue_settings(&emulator)).await;
 }
@@ -73,11 +76,14 @@ async fn maintenance_beside_writers(settings: CatalogSettings) {
     let maintainer = {
         let (lake, writing, s3) = (lake.clone(), writing.clone(), settings.s3.clone());
         tokio::spawn(async move {
-            let (mut expired, mut rounds) = (0, 0);
+            let (mut expired, mut compacted, mut rounds) = (0, 0, 0);
+            let compaction = CompactionOptions { min_input_files: 2, ..Default::default() };
             while writing.load(Ordering::Relaxed) {
                 // Everything old enough, keeping only the newest two: as aggressive as it gets.
                 let policy = ExpiryPolicy { older_than: Utc::now(), keep_at_least: 2 };
                 for kind in [TableKind::Raw, DAILY] {
+                    compacted += lake.compact(kind, &compaction).await.unwrap().files_rewritten;
+                    lake.rewrite_manifests(kind, false).await.unwrap();
                     expired += lake.expire_snapshots(kind, policy, false).await.unwrap().snapshots_expired.len();
                     // Files written in the last hour are never orphans: the writers' are safe.
                     lake.remove_orphan_files(kind, &s3, Utc::now() - Duration::hours(1), false).await.unwrap();
@@ -86,7 +92,7 @@ async fn maintenance_beside_writers(settings: CatalogSettings) {
                 }
                 rounds += 1;
             }
-            (expired, rounds)
+            (expired, compacted, rounds)
         })
     };
     for writer in writers {
@@ -94,9 +100,12 @@ async fn maintenance_beside_writers(settings: CatalogSettings) {
     }
     upserter.await.unwrap();
     writing.store(false, Ordering::Relaxed);
-    let (expired, rounds) = maintainer.await.unwrap();
-    println!("maintenance rounds beside the writers: {rounds}, snapshots expired: {expired}");
+    let (expired, compacted, rounds) = maintainer.await.unwrap();
+    println!(
+        "maintenance rounds beside the writers: {rounds}, snapshots expired: {expired}, files compacted: {compacted}"
+    );
     assert!(rounds > 0 && expired > 0, "maintenance ran and expired something ({rounds} rounds, {expired})");
+    assert!(compacted > 0, "compaction rewrote files beside the writers");
 
     // Every appended row once.
     let batches_read = lake.scan(TableKind::Raw, &["sample_id"]).await.unwrap();
