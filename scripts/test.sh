@@ -53,6 +53,9 @@ tests/e2e_embedded.sh
 step "end to end: the same events embedded and on the AWS emulator (Glue + S3 + DynamoDB)"
 tests/e2e_aws.sh
 
+step "end to end: maintenance (compaction, manifest rewrite, expiry, orphans) on the AWS emulator, read back with pyiceberg"
+tests/e2e_maintain.sh
+
 step "end to end: Kafka → local event source mapping → ingest + finalize on the AWS emulator, with SIGKILLs"
 tests/e2e_kafka.sh
 

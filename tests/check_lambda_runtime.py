@@ -1,4 +1,4 @@
-"""Runs the three function binaries as Lambda's custom runtime runs them (tests/lambda_runtime_api.py)
+"""Runs the four function binaries as Lambda's custom runtime runs them (tests/lambda_runtime_api.py)
 against the AWS emulator, and checks their Runtime API contract:
 
 - ingest: Kafka events (with an undecodable record) answered with the ingest response; a
@@ -7,6 +7,10 @@ against the AWS emulator, and checks their Runtime API contract:
   come from a Secrets Manager secret (HEALTHLAKE_SCHEMA_REGISTRY_SECRET);
 - finalize: the three schedules' payloads; a payload of an unknown kind is refused;
 - backfill: a manual dry run;
+- maintain: a dry run of every operation, then compaction and manifest rewrite of raw (the
+  tables compared below must not change a row); a request below the orphan grace floor is
+  refused as `Permanent.MaintainError`, an unknown table as `Permanent.InvalidInput`; a deadline
+  closer than the function's margin stops it before any work (`complete: false`);
 - a bad setting, or a secret that cannot be read, reaches `/init/error` naming the variable.
 
 Every EMF line the functions print is checked against the EMF specification and its counts
@@ -79,9 +83,9 @@ class Function:
 
     starts = 0
 
-    def __init__(self, name, bin_dir, work_dir, settings):
+    def __init__(self, name, bin_dir, work_dir, settings, timeout_s=300):
         self.name = name
-        self.api = RuntimeApi(function_name=name)
+        self.api = RuntimeApi(function_name=name, timeout_s=timeout_s)
         env = self.api.lambda_environment()
         env.update({k: v for k, v in os.environ.items() if k.startswith(PASSED_THROUGH)})
         # The execution role's credentials, as Lambda passes them.
@@ -357,6 +361,31 @@ def main(endpoint, events_dir, bin_dir, work_dir, names_out=None):
         check(kind == "response" and body.get("dryRun") is True and daily.get("windowsRecomputed", 0) > 0
               and daily.get("windowsChanged") == 0, f"backfill dry run finds nothing to change: {body}")
         peak(f)
+
+    print("== maintain: dry run, compaction of raw, refusals, a deadline too close")
+    every = ["compact", "rewrite_manifests", "expire", "orphans"]
+    with Function("healthlake-maintain", bin_dir, work_dir, {}) as f:
+        cold_start(f)
+        kind, body, _ = f.invoke({"table": "raw", "operations": every, "min_input_files": 2, "dry_run": True})
+        check(kind == "response" and body.get("dryRun") is True and body.get("complete") is True
+              and body.get("compaction", {}).get("dryRun") is True and "orphans" in body,
+              f"maintain dry run reports every operation: {str(body)[:300]}")
+        kind, body, _ = f.invoke({"table": "raw", "operations": ["compact", "rewrite_manifests"],
+                                  "min_input_files": 2})
+        compaction = (body or {}).get("compaction", {})
+        check(kind == "response" and body.get("complete") is True
+              and compaction.get("filesAfter", 0) <= compaction.get("filesBefore", 0)
+              and "manifests" in body, f"maintain compacts raw: {str(body)[:300]}")
+        kind, body, _ = f.invoke({"table": "raw", "operations": ["orphans"], "grace_days": 0.5})
+        check(kind == "error" and body["errorType"] == "Permanent.MaintainError" and "grace_days" in body["errorMessage"],
+              f"a grace below a day is refused: {body}")
+        kind, body, _ = f.invoke({"table": "hourly", "operations": ["compact"]})
+        check(kind == "error" and body["errorType"] == "Permanent.InvalidInput", f"unknown table refused: {body}")
+        peak(f)
+    with Function("healthlake-maintain", bin_dir, work_dir, {}, timeout_s=60) as f:
+        kind, body, _ = f.invoke({"table": "raw", "operations": every})
+        check(kind == "response" and body.get("complete") is False and "compaction" not in body,
+              f"a deadline within the margin stops maintain before any work: {str(body)[:200]}")
 
     registry.shutdown()
     if names_out:

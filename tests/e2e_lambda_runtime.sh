@@ -3,7 +3,7 @@
 # against a local Runtime API (tests/lambda_runtime_api.py) and the AWS emulator; pyiceberg then
 # finds the same tables as an embedded run of the same events (tests/compare_tables.py).
 #
-#   BIN_DIR=...   where healthlake-{ingest,finalize,backfill} are (default: the debug build;
+#   BIN_DIR=...   where healthlake-{ingest,finalize,backfill,maintain} are (default: the debug build;
 #                 a release build or cargo-lambda's x86_64 bootstrap gives the init/RSS figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -117,6 +117,12 @@ impl From<healthlake_pipeline::backfill::BackfillError> for HandlerFailure {
     }
 }
 
+impl From<healthlake_pipeline::maintain::MaintainError> for HandlerFailure {
+    fn from(e: healthlake_pipeline::maintain::MaintainError) -> Self {
+        HandlerFailure { retryable: e.is_retryable(), kind: "MaintainError", message: e.to_string() }
+    }
+}
+
 /// The ingest function's response: what the batch wrote.
 pub fn ingest_response(report: &healthlake_pipeline::ingest::IngestReport) -> Value {
     json!({

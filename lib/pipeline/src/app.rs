@@ -10,6 +10,7 @@ use crate::backfill::BackfillHandler;
 use crate::config::{Settings, StateStoreSettings};
 use crate::finalize::FinalizeHandler;
 use crate::ingest::IngestHandler;
+use crate::maintain::Maintainer;
 use crate::replay::ReplayHandler;
 use crate::schema_source::{self, CredentialsError, SchemaSourceError};
 
@@ -34,6 +35,7 @@ pub struct App {
     pub finalize: FinalizeHandler,
     pub backfill: BackfillHandler,
     pub replay: ReplayHandler,
+    pub maintain: Maintainer,
 }
 
 impl App {
@@ -55,9 +57,10 @@ impl App {
             schema_source::from_settings(&settings.schema_registry)?,
             lake.clone(),
             store.clone(),
-            clock,
+            clock.clone(),
         );
-        Ok(Self { settings, lake, store, ingest, finalize, backfill, replay })
+        let maintain = Maintainer::new(lake.clone(), settings.catalog.s3.clone(), clock);
+        Ok(Self { settings, lake, store, ingest, finalize, backfill, replay, maintain })
     }
 }
 

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod events;
 pub mod finalize;
 pub mod ingest;
+pub mod maintain;
 pub mod metrics;
 mod partials;
 pub mod replay;

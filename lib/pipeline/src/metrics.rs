@@ -36,6 +36,12 @@ pub const EVENT_TIME_LAG_SECONDS: &str = "event_time_lag_seconds";
 pub const RECORD_TIMESTAMP_LAG_SECONDS: &str = "record_timestamp_lag_seconds";
 /// Now − a window kind's watermark, at each finalize run.
 pub const FINALIZE_LAG_SECONDS: &str = "finalize_lag_seconds";
+/// Maintenance (the maintain function): data files compacted, snapshots expired, orphan files
+/// removed, and runs cut short by their deadline (the next run continues).
+pub const ICEBERG_FILES_COMPACTED: &str = "iceberg_files_compacted";
+pub const ICEBERG_SNAPSHOTS_EXPIRED: &str = "iceberg_snapshots_expired";
+pub const ICEBERG_ORPHAN_FILES_REMOVED: &str = "iceberg_orphan_files_removed";
+pub const MAINTENANCE_INCOMPLETE: &str = "maintenance_incomplete";
 
 pub(crate) fn record_validation(valid_by_type: &BTreeMap<String, u64>, errors: &BTreeMap<(String, ErrorType), u64>) {
     // Device-chosen data types are bounded before they become labels (CloudWatch dimensions).
@@ -117,6 +123,27 @@ pub(crate) fn record_finalize_lag(kind: WindowKind, watermark: DateTime<Utc>, no
 
 fn millis_since(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1e3
+}
+
+/// What one maintenance run did to `table` (nothing is counted on a dry run).
+pub(crate) fn record_maintenance(table: &str, report: &crate::maintain::MaintainReport) {
+    if report.dry_run {
+        return;
+    }
+    let label = || ("table_name", table.to_string());
+    if let Some(c) = &report.compaction {
+        metrics::counter!(ICEBERG_FILES_COMPACTED, &[label()]).increment(c.files_rewritten as u64);
+        if c.conflicts_retried > 0 {
+            metrics::counter!(ICEBERG_COMMIT_CONFLICTS_RETRIED, &[label()]).increment(c.conflicts_retried.into());
+        }
+    }
+    if let Some(e) = &report.expiry {
+        metrics::counter!(ICEBERG_SNAPSHOTS_EXPIRED, &[label()]).increment(e.snapshots_expired.len() as u64);
+    }
+    if let Some(o) = &report.orphans {
+        metrics::counter!(ICEBERG_ORPHAN_FILES_REMOVED, &[label()]).increment(o.orphans.len() as u64);
+    }
+    metrics::counter!(MAINTENANCE_INCOMPLETE, &[label()]).increment(u64::from(!report.complete));
 }
 
 pub(crate) fn record_commit(table: &str, files: usize, bytes: u64, conflicts_retried: u32, millis: f64) {
