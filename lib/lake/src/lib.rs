@@ -14,6 +14,7 @@ mod offsets;
 mod orphans;
 mod overwrite;
 mod pointer;
+mod properties;
 mod read;
 mod replay;
 mod retry;

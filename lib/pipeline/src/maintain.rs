@@ -4,6 +4,9 @@
 //! rewrite (over the compacted files), snapshot expiry with the old metadata files (deleting what
 //! only the expired snapshots reached), orphan removal last (what lost races and crashes left).
 //!
+//! Tables created by an older version first get the properties declared since (never changing a
+//! value already set), so every table follows the same maintenance policy.
+//!
 //! Bounded: with a deadline (a Lambda's remaining time less a margin), compaction stops taking
 //! partitions and no later operation starts once it has passed; the report says `complete:
 //! false`, and the next run continues, since every operation plans on the table as it is.
@@ -147,6 +150,10 @@ impl MaintainError {
 #[serde(rename_all = "camelCase")]
 pub struct MaintainReport {
     pub table: String,
+    /// Properties healthlake declares that the table (created by an older version) lacked, set
+    /// before anything else so that the operations follow them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub properties_declared: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compaction: Option<CompactionReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,6 +195,12 @@ impl Maintainer {
             dry_run: request.dry_run,
             ..Default::default()
         };
+        if !request.dry_run {
+            report.properties_declared = self.lake.declare_missing_properties(kind).await?;
+            if !report.properties_declared.is_empty() {
+                progress(&format!("{}: declared {}", report.table, report.properties_declared.join(", ")));
+            }
+        }
         let mut operations = request.operations.clone();
         operations.sort();
         operations.dedup();

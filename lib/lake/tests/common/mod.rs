@@ -19,6 +19,7 @@ pub(crate) fn sql_settings(dir: &std::path::Path) -> CatalogSettings {
 }
 
 /// Glue + S3 on a fresh emulator, with the bucket and database created as the deployment does.
+#[allow(dead_code)] // not every test binary uses every helper
 pub(crate) fn glue_settings(emulator: &AwsEmulator) -> CatalogSettings {
     let warehouse = "s3://healthlake-lake/warehouse";
     emulator.create_resources(&[("ICEBERG_WAREHOUSE", warehouse), ("ICEBERG_DATABASE", "health_db")]);
