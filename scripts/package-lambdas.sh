@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-FUNCTIONS=(healthlake-ingest healthlake-finalize healthlake-backfill)
+FUNCTIONS=(healthlake-ingest healthlake-finalize healthlake-backfill healthlake-maintain)
 arches=("$@")
 [[ ${#arches[@]} -gt 0 ]] || arches=(arm64 x86_64)
 

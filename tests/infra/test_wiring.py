@@ -2,8 +2,10 @@
 
 Parses every .tf file of infra/modules/healthlake with python-hcl2 and the Rust sources the
 functions run with, and checks that the two agree: roles per function, the Kafka mapping and the
-schedules wired to the right functions, environment variable names that lib/pipeline reads, the
-state table exactly as lib/state uses it, and IAM without "*" resources.
+schedules wired to the right functions (finalize's inputs the window kinds, maintain's inputs
+known tables and operations), environment variable names that lib/pipeline reads, the state table
+exactly as lib/state uses it, s3:DeleteObject exactly for the functions that maintain tables, and
+IAM without "*" resources.
 
     PYTHONPATH=$HEALTHLAKE_CACHE/venv-infra/python-hcl2 \
         $HEALTHLAKE_CACHE/venv-infra/bin/python tests/infra/test_wiring.py
@@ -24,8 +26,23 @@ MODULE = ROOT / "infra" / "modules" / "healthlake"
 ENV_RS = ROOT / "lib" / "pipeline" / "src" / "config" / "env.rs"
 STATE_DYNAMODB = ROOT / "lib" / "state" / "src" / "dynamodb"
 LAKE_SRC = ROOT / "lib" / "lake" / "src"
+PIPELINE_SRC = ROOT / "lib" / "pipeline" / "src"
 WINDOW_RS = ROOT / "lib" / "core" / "src" / "window.rs"
 FINALIZE_MAIN = ROOT / "functions" / "finalize" / "src" / "main.rs"
+MAINTAIN_SRC = ROOT / "functions" / "maintain" / "src"
+
+# maintain's input (functions/maintain/src/main.rs): {"table": one of MAINTAIN_TABLES,
+# "operations": a subset of MAINTAIN_OPERATIONS (run in this order), "recent_days": N (compact
+# only the day partitions of the last N days), "grace_days": N (at least 1), "dry_run": bool}.
+MAINTAIN_TABLES = {"raw", "errors", "daily", "weekly", "monthly"}
+MAINTAIN_OPERATIONS = ["compact", "rewrite_manifests", "expire", "orphans"]
+MAINTAIN_FIELDS = {"table", "operations", "recent_days", "grace_days", "dry_run"}
+# The lib/lake files that delete objects, all of them table maintenance: snapshot expiry (files
+# only expired snapshots read), old metadata files (those past the metadata log), orphan removal,
+# and compaction (the files it wrote, when its commit loses). A new one is a new deleting code
+# path: look at the grants first.
+LAKE_DELETING_FILES = {"compact.rs", "expire.rs", "metadata_files.rs", "orphans.rs"}
+DELETE_CALL = r"file_io\(\)\s*\.\s*delete|\.delete_prefix\(|\.delete_stream\("
 
 # Lambda sets these itself; a function configuration may not.
 LAMBDA_RESERVED = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -89,6 +106,88 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+def dynamic_statements(policy_body):
+    """Dynamic statements of an aws_iam_policy_document: (for_each expression, content dict)."""
+    result = []
+    for dyn in blocks(policy_body, "dynamic"):
+        for dyn_name, dyn_body in dyn.items():
+            if unquote(dyn_name) == "statement":
+                for content in blocks(dyn_body, "content"):
+                    result.append((expr(dyn_body["for_each"]), dict(content)))
+    return result
+
+
+def snake_case(identifier):
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", identifier).lower()
+
+
+def rust_sources(*paths):
+    """The text of the .rs files under the given files or directories (missing ones skipped)."""
+    texts = []
+    for path in paths:
+        if path.is_file():
+            texts.append(path.read_text())
+        elif path.is_dir():
+            texts += [p.read_text() for p in sorted(path.rglob("*.rs"))]
+    return "\n".join(texts)
+
+
+def calls_any(text, names):
+    """Whether `text` calls one of the functions `names` (`name(` or `.name(`)."""
+    return bool(names) and re.search(r"\b(?:%s)\s*\(" % "|".join(map(re.escape, names)), text) is not None
+
+
+def pub_async_fns(text):
+    return set(re.findall(r"\bpub\s+async\s+fn\s+(\w+)", text))
+
+
+def deleting_lake_files():
+    """The lib/lake files that delete objects themselves (storage.rs only passes the calls on)."""
+    return sorted(path.name for path in LAKE_SRC.glob("*.rs")
+                  if path.name != "storage.rs" and re.search(DELETE_CALL, path.read_text()))
+
+
+def maintaining_pipeline_modules():
+    """lib/lake's public entry points that delete (the `pub async fn`s of the deleting files, and
+    those of other lib/lake files calling them), and lib/pipeline's modules (top-level file or
+    directory names) calling one of them: the maintenance use case."""
+    deleting = [LAKE_SRC / name for name in deleting_lake_files()]
+    lake_calls = set().union(*[pub_async_fns(path.read_text()) for path in deleting])
+    direct = set(lake_calls)
+    for path in LAKE_SRC.glob("*.rs"):
+        text = path.read_text()
+        if path not in deleting and calls_any(text, direct):
+            lake_calls |= pub_async_fns(text)
+    modules = set()
+    for path in PIPELINE_SRC.rglob("*.rs"):
+        if calls_any(path.read_text(), lake_calls):
+            module = path.relative_to(PIPELINE_SRC).parts[0].removesuffix(".rs")
+            if module not in ("lib", "main"):
+                modules.add(module)
+    return lake_calls, modules
+
+
+def resolve(value, tf):
+    """A local's value with its references to locals and to variables (at their defaults)
+    substituted and its strings unquoted: what Terraform would jsonencode."""
+    if isinstance(value, list):
+        return [resolve(v, tf) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve(v, tf) for k, v in value.items() if not k.startswith("__")}
+    if isinstance(value, str):
+        inner = expr(value)
+        if inner is not value:
+            ref = re.fullmatch(r"(local|var)\.(\w+)", inner)
+            if ref is None:
+                raise AssertionError(f"cannot evaluate {value!r} offline: use a literal, local.X or var.X")
+            kind, name = ref.groups()
+            if kind == "local":
+                return resolve(tf["locals"][name], tf)
+            return resolve(tf["variable"][name]["default"], tf)
+        return unquote(value)
+    return value
+
+
 def rust_consts(path):
     """`pub const X: &str = "NAME";` declarations: {X: NAME}."""
     text = path.read_text()
@@ -105,8 +204,10 @@ class ModuleWiring(unittest.TestCase):
 
     # --- functions and roles ---
 
-    def test_functions_map_declares_the_three_binaries(self):
-        self.assertEqual(set(self.functions), {"ingest", "finalize", "backfill"})
+    def test_functions_map_declares_the_four_binaries(self):
+        self.assertEqual(set(self.functions), {"ingest", "finalize", "backfill", "maintain"})
+        fields = {frozenset(k for k in f if not k.startswith("__")) for f in self.functions.values()}
+        self.assertEqual(len(fields), 1, "every entry of local.functions must set the same fields (capabilities too)")
         for key, f in self.functions.items():
             self.assertEqual(unquote(f["binary"]), f"healthlake-{key}",
                              f"{key}: binary must be the cargo-lambda binary healthlake-{key}")
@@ -174,7 +275,7 @@ class ModuleWiring(unittest.TestCase):
 
     def test_schedules_invoke_finalize_with_the_three_kinds(self):
         schedules = self.resources.get("aws_scheduler_schedule", {})
-        self.assertEqual(set(schedules), {"finalize"})
+        self.assertEqual(set(schedules), {"finalize", "maintain"})
         schedule = schedules["finalize"]
         self.assertEqual(expr(schedule["for_each"]), "local.finalize_kinds")
         (target,) = blocks(schedule, "target")
@@ -191,12 +292,93 @@ class ModuleWiring(unittest.TestCase):
         variants = {v.strip().lower() for v in enum.group(1).split(",") if v.strip()}
         self.assertEqual(kinds, variants)
         self.assertIn("kind: WindowKind", FINALIZE_MAIN.read_text())
-        # The scheduler may invoke finalize and nothing else.
+        # The scheduler may invoke finalize and maintain and nothing else.
         scheduler = self.data["aws_iam_policy_document"]["scheduler"]
         invoke = [s for s in statements(scheduler)
                   if "lambda:InvokeFunction" in [unquote(a) for a in as_list(s["actions"])]]
         self.assertEqual(len(invoke), 1)
-        self.assertEqual(as_list(invoke[0]["resources"]), ['${aws_lambda_function.function["finalize"].arn}'])
+        self.assertEqual(as_list(invoke[0]["resources"]), ['${aws_lambda_function.function["finalize"].arn}',
+                                                           '${aws_lambda_function.function["maintain"].arn}'])
+        # The functions the schedules invoke are the asynchronously invoked ones (dead-letter queue).
+        scheduled = {k for k, f in self.functions.items() if f["invoked_async"] is True}
+        self.assertEqual(scheduled, {"finalize", "maintain"})
+
+    def maintenance_runs(self):
+        """local.maintenance_runs at the variables' defaults: {key: {"expression": ..., "json": the
+        schedule's input as jsonencode renders it, "input": that JSON parsed back}}."""
+        # The expressions' defaults are in the variable's type: optional(string, "...").
+        defaults = dict(re.findall(r'(\w+)\s*=\s*optional\(string,\s*"([^"]+)"\)',
+                                   self.tf["variable"]["maintenance_schedules"]["type"]))
+        runs = {}
+        for key, run in self.tf["locals"]["maintenance_runs"].items():
+            if key.startswith("__"):
+                continue
+            self.assertEqual(expr(run["expression"]), f"var.maintenance_schedules.{key}",
+                             "each run's expression is the variable's attribute of its key")
+            rendered = json.dumps(resolve(run["input"], self.tf), separators=(",", ":"))
+            runs[key] = {"expression": defaults[key], "json": rendered, "input": json.loads(rendered)}
+        self.assertEqual(set(runs), set(defaults), "a run without a schedule expression, or the reverse")
+        return runs
+
+    def test_maintenance_schedules_invoke_maintain_with_known_inputs(self):
+        schedule = self.resources["aws_scheduler_schedule"]["maintain"]
+        self.assertEqual(expr(schedule["for_each"]), "local.maintenance_runs")
+        (target,) = blocks(schedule, "target")
+        self.assertEqual(expr(target["arn"]), 'aws_lambda_function.function["maintain"].arn')
+        self.assertEqual(expr(target["role_arn"]), "aws_iam_role.scheduler.arn")
+        self.assertEqual(expr(target["input"]), "jsonencode(each.value.input)")
+        self.assertTrue(blocks(target, "retry_policy"), "schedules need a retry_policy")
+        self.assertTrue(blocks(target, "dead_letter_config"), "schedules need a dead_letter_config")
+        self.assertIn("var.maintenance_schedules_enabled", schedule["state"])
+
+        runs = self.maintenance_runs()
+        for key, run in runs.items():
+            with self.subTest(run=key):
+                payload = json.loads(run["json"])
+                self.assertIsInstance(payload, dict)
+                self.assertLessEqual(set(payload), MAINTAIN_FIELDS, "fields maintain's input does not take")
+                self.assertIn(payload["table"], MAINTAIN_TABLES)
+                ops = payload["operations"]
+                self.assertTrue(ops, "a run with nothing to do")
+                self.assertLessEqual(set(ops), set(MAINTAIN_OPERATIONS), "unknown operations")
+                self.assertEqual(ops, [o for o in MAINTAIN_OPERATIONS if o in ops], "operations out of order or repeated")
+                for days in ("recent_days", "grace_days"):
+                    if days in payload:
+                        self.assertIsInstance(payload[days], int)
+                        self.assertGreaterEqual(payload[days], 1, days)
+                self.assertFalse(payload.get("dry_run", False), "a scheduled run must act")
+                if "recent_days" in payload:
+                    self.assertIn(payload["table"], {"raw", "errors"}, "recent_days: day-partitioned tables only")
+                if "orphans" in ops:
+                    self.assertIn("grace_days", payload, "orphan removal with the module's grace period")
+
+        # One daily run per table with all four operations, at five different times.
+        full = {run["input"]["table"]: run["expression"] for run in runs.values()
+                if run["input"]["operations"] == MAINTAIN_OPERATIONS and "recent_days" not in run["input"]}
+        self.assertEqual(set(full), MAINTAIN_TABLES)
+        self.assertEqual(len(set(full.values())), len(full), "the tables' runs must be staggered")
+        for expression in full.values():
+            self.assertRegex(expression, r"^cron\(\d+ \d+ \* \* \? \*\)$", "once a day")
+        # The hourly one compacts raw's recent partitions, and nothing else.
+        (recent,) = [run for run in runs.values() if "recent_days" in run["input"]]
+        self.assertEqual(recent["input"], {"table": "raw", "operations": ["compact"], "recent_days": 2})
+        self.assertRegex(recent["expression"], r"^(cron\(\d+ \* \* \* \? \*\)|rate\(1 hour\))$", "hourly")
+
+        # The grace period: 3 days by default, never under 1.
+        grace = self.tf["variable"]["orphan_grace_days"]
+        self.assertEqual(grace["default"], 3)
+        self.assertIn("var.orphan_grace_days >= 1", " ".join(v["condition"] for v in blocks(grace, "validation")))
+
+        # Once the crate is there, its sources (or lib/pipeline's maintenance module) must name
+        # every table and operation the schedules send (as text or as a snake_cased identifier).
+        _, modules = maintaining_pipeline_modules()
+        source = rust_sources(MAINTAIN_SRC, *[PIPELINE_SRC / f"{m}.rs" for m in modules],
+                              *[PIPELINE_SRC / m for m in modules])
+        if source:
+            words = set(re.findall(r"[a-z_]+", source)) | {snake_case(w) for w in re.findall(r"\b[A-Z]\w*", source)}
+            sent = {run["input"]["table"] for run in runs.values()}
+            sent |= {op for run in runs.values() for op in run["input"]["operations"]}
+            self.assertEqual(sorted(sent - words), [], "the schedules send names maintain's code never mentions")
 
     # --- environment ---
 
@@ -333,29 +515,61 @@ class ModuleWiring(unittest.TestCase):
                                          f"{name}: wildcard action {action}")
 
     def test_lake_permissions_cover_what_lib_lake_does(self):
-        policy = json.dumps(self.data["aws_iam_policy_document"]["function"])
+        policy_body = self.data["aws_iam_policy_document"]["function"]
+        policy = json.dumps(policy_body)
         for action in ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable", "glue:GetDatabase",
                        "s3:GetObject", "s3:PutObject"):
             self.assertIn(action, policy)
-        # Deletes: lib/lake deletes files only in maintenance (snapshot expiry, orphan removal).
-        # s3:DeleteObject is granted exactly when a deployed function calls it; today only the
-        # `healthlake maintain` command does (with an operator's credentials).
-        deletes = []
-        for path in LAKE_SRC.glob("*.rs"):
-            if path.name == "storage.rs":  # the Storage trait's pass-through, not a caller
-                continue
-            if re.search(r"file_io\(\)\s*\.\s*delete|\.delete_prefix\(|\.delete_stream\(", path.read_text()):
-                deletes.append(path.name)
-        self.assertEqual(sorted(deletes), ["expire.rs", "orphans.rs"], "a new deleting code path: grant it")
-        maintaining = [
-            path for path in (ROOT / "functions").glob("*/src/*.rs")
-            if path.parts[-3] != "healthlake"
-            and re.search(r"expire_snapshots|remove_orphan_files", path.read_text())
-        ]
-        if maintaining:
-            self.assertIn("s3:DeleteObject", policy, f"{maintaining} delete objects")
-        else:
-            self.assertNotIn("s3:DeleteObject", policy, "no deployed function deletes objects")
+        # Every function reads and commits; only those with creates_tables may create.
+        (catalog,) = [s for s in statements(policy_body) if unquote(s.get("sid")) == "IcebergCatalog"]
+        self.assertEqual(sorted(unquote(a) for a in catalog["actions"]),
+                         ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"])
+        creating = [(for_each, c) for for_each, c in dynamic_statements(policy_body)
+                    if any(unquote(a).startswith("glue:Create") for a in as_list(c["actions"]))]
+        self.assertEqual(len(creating), 1)
+        self.assertIn("each.value.creates_tables", creating[0][0])
+        self.assertIs(self.functions["maintain"]["creates_tables"], False, "maintain loads existing tables only")
+
+    def test_object_deletes_granted_exactly_to_the_functions_that_maintain(self):
+        # Deletes: lib/lake deletes files only in maintenance (LAKE_DELETING_FILES).
+        deletes = deleting_lake_files()
+        self.assertLessEqual({"expire.rs", "orphans.rs"}, set(deletes), "could not find lib/lake's deletes")
+        self.assertLessEqual(set(deletes), LAKE_DELETING_FILES, "a new deleting code path: look at the grants")
+        # The rule: a deployed function maintains (and so gets s3:DeleteObject) when its own
+        # sources call lib/lake's deleting entry points (compact, expire_snapshots,
+        # delete_old_metadata, remove_orphan_files), or call into a lib/pipeline module that does
+        # (the use case healthlake_pipeline::maintain): `healthlake_pipeline::<module>`, in a path
+        # or in a `use` group, or `app.<module>` (a handler App holds, as app.finalize).
+        # functions/healthlake is the CLI, run with an operator's credentials: never deployed.
+        lake_calls, modules = maintaining_pipeline_modules()
+        maintaining = set()
+        for key in self.functions:
+            source = rust_sources(ROOT / "functions" / key / "src")
+            via_pipeline = any(
+                re.search(rf"healthlake_pipeline::(?:\{{[^;]*?\b)?{m}\b|\bapp\s*\.\s*{m}\b", source)
+                for m in modules
+            )
+            if via_pipeline or calls_any(source, lake_calls):
+                maintaining.add(key)
+        flagged = {key for key, f in self.functions.items() if f["deletes_objects"] is True}
+        self.assertEqual(flagged, maintaining,
+                         f"deletes_objects must be set exactly for the functions that maintain "
+                         f"(lib/lake entry points that delete: {sorted(lake_calls)}; lib/pipeline "
+                         f"modules calling them: {sorted(modules)})")
+        # ... and s3:DeleteObject exists only in the statement that flag switches on, on the
+        # warehouse prefix; no other policy document allows it.
+        grants = [(for_each, c) for for_each, c in dynamic_statements(self.data["aws_iam_policy_document"]["function"])
+                  if "s3:DeleteObject" in [unquote(a) for a in as_list(c["actions"])]]
+        self.assertEqual(len(grants), 1, "one statement grants s3:DeleteObject")
+        (for_each, content), = grants
+        self.assertEqual(for_each, "each.value.deletes_objects ? [1] : []")
+        self.assertEqual([unquote(r) for r in as_list(content["resources"])],
+                         ["${local.bucket_arn}/${var.warehouse_prefix}/*"])
+        for name, policy in self.data["aws_iam_policy_document"].items():
+            for statement in statements(policy):
+                actions = [unquote(a) for a in as_list(statement.get("actions", []))]
+                if "s3:DeleteObject" in actions and unquote(statement.get("effect", '"Allow"')) != "Deny":
+                    self.assertEqual((name, unquote(statement.get("sid"))), ("function", "WarehouseDeletes"))
 
     # --- documentation ---
 

@@ -15,6 +15,7 @@ locals {
   alarm_actions = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]
   ingest_name   = local.function_names["ingest"]
   finalize_name = local.function_names["finalize"]
+  maintain_name = local.function_names["maintain"]
 
   # FinalizeBehind thresholds: the kind's allowed lateness (the functions' setting, hours) plus
   # slack for the schedule (by default two runs of it).
@@ -27,6 +28,8 @@ locals {
   # iceberg_commit_failures series that exist: ingest commits raw and errors, finalize the three
   # aggregate tables, each with error_type retryable or permanent. 10 metrics: the most one
   # metric-math alarm may reference (a further committing function needs a second alarm).
+  # maintain's commits are not among them: a maintenance commit that loses is re-planned by the
+  # next run, and a run that fails is <name>-maintain-Errors.
   commit_failure_series = flatten([
     for key, tables in { ingest = ["raw", "errors"], finalize = ["daily_agg", "weekly_agg", "monthly_agg"] } : [
       for table in tables : [
@@ -125,6 +128,29 @@ resource "aws_cloudwatch_metric_alarm" "finalize_errors" {
   threshold           = 0
   evaluation_periods  = 1
   # Between runs there are no data points; FinalizeBehind catches finalize that stopped running.
+  treat_missing_data = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+  tags          = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "maintain_errors" {
+  count = var.alarms_enabled ? 1 : 0
+
+  alarm_name        = "${var.name}-maintain-Errors"
+  alarm_description = "A maintain run failed (retried once by Lambda, then sent to the dead-letter queue; the next scheduled run of the table resumes the work). The failed event names the table; the function's log says which operation failed. See infra/modules/healthlake/README.md#maintenance"
+  namespace         = "AWS/Lambda"
+  metric_name       = "Errors"
+  dimensions        = { FunctionName = local.maintain_name }
+  statistic         = "Sum"
+  period            = 900
+
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  evaluation_periods  = 1
+  # Between runs there are no data points. A run that ran out of time is no error: it answers
+  # "complete": false and the next run resumes.
   treat_missing_data = "notBreaching"
 
   alarm_actions = local.alarm_actions

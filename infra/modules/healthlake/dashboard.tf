@@ -167,6 +167,7 @@ resource "aws_cloudwatch_dashboard" "pipeline" {
               aws_cloudwatch_metric_alarm.high_error_rate, aws_cloudwatch_metric_alarm.commit_failures,
               aws_cloudwatch_metric_alarm.ingest_errors, aws_cloudwatch_metric_alarm.ingest_throttles,
               aws_cloudwatch_metric_alarm.ingest_duration, aws_cloudwatch_metric_alarm.finalize_errors,
+              aws_cloudwatch_metric_alarm.maintain_errors,
               aws_cloudwatch_metric_alarm.ingest_idle,
             ) : a.arn],
             [for a in aws_cloudwatch_metric_alarm.finalize_behind : a.arn],

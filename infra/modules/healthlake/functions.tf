@@ -71,9 +71,9 @@ resource "aws_lambda_function" "function" {
   depends_on = [aws_iam_role_policy.function]
 }
 
-# Asynchronous invocations (EventBridge Scheduler -> finalize): Lambda retries a failed run
-# twice by default; a later scheduled run does the same work, so fewer retries and a bounded age
-# keep runs from piling up. What still fails lands in the dead-letter queue.
+# Asynchronous invocations (EventBridge Scheduler -> finalize, maintain): Lambda retries a failed
+# run twice by default; a later scheduled run does the same work, so fewer retries and a bounded
+# age keep runs from piling up. What still fails lands in the dead-letter queue.
 resource "aws_lambda_function_event_invoke_config" "async" {
   for_each = { for key, f in local.functions : key => f if f.invoked_async }
 

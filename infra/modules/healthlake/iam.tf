@@ -1,15 +1,28 @@
 # One role per function (from local.functions), never shared, each allowed what its code calls
-# and nothing more; and the scheduler's role, allowed to invoke finalize only.
+# and nothing more; and the scheduler's role, allowed to invoke finalize and maintain only.
 #
 # What the code calls, and so what is granted:
 # - Glue (iceberg-catalog-glue + lib/lake/src/pointer.rs): GetDatabase (namespace exists),
-#   CreateDatabase (only if the database went missing), GetTable, GetTables, CreateTable (tables
-#   are created on first use), UpdateTable (every commit moves the metadata pointer).
+#   GetTable (table exists, load, the pointer swap's read), UpdateTable (every commit moves the
+#   metadata pointer) for every function; CreateDatabase (only if the database went missing) and
+#   CreateTable (tables are created on first use) only for the functions that load tables with
+#   Lakehouse::table (creates_tables), beside GetTables (iceberg-catalog-glue's list_tables, which
+#   no handler calls today; kept where it was granted, never added). maintain loads existing
+#   tables only (Lakehouse::existing_table) and skips a missing one. App::open, every function's
+#   start, makes no Glue call: the Glue catalog is built without a request.
 # - S3 (lib/lake/src/storage.rs): GetObject (reads, HEAD), PutObject (create-only writes, with
 #   If-None-Match; multipart parts too), AbortMultipartUpload (a failed multipart write),
-#   ListBucket under the warehouse prefix. No DeleteObject: nothing in lib/lake deletes yet.
+#   ListBucket under the warehouse prefix. DeleteObject under the warehouse prefix only for the
+#   functions that delete (deletes_objects: maintain): lib/lake deletes in maintenance only, in
+#   snapshot expiry (files only expired snapshots read), old metadata files (past the metadata
+#   log), orphan removal and compaction (the files it wrote, when its commit lost to another
+#   writer).
 # - DynamoDB (lib/state/src/dynamodb): per function in local.functions. TransactWriteItems has no
-#   action of its own: it is authorised per item, as PutItem and ConditionCheckItem.
+#   action of its own: it is authorised per item, as PutItem and ConditionCheckItem. App::open
+#   only builds the client (DynamoDbStore::new makes no request: no DescribeTable), so a function
+#   without state-table calls (maintain) gets no DynamoDB statement.
+# - Secrets Manager: App::open reads HEALTHLAKE_SCHEMA_REGISTRY_SECRET (GetSecretValue) whenever
+#   the environment names one, in every function, maintain included.
 
 locals {
   log_group_arns = { for key, group in aws_cloudwatch_log_group.function : key => group.arn }
@@ -62,22 +75,39 @@ data "aws_iam_policy_document" "function" {
   }
 
   statement {
-    sid = "IcebergCatalog"
-    actions = [
-      "glue:GetDatabase",
-      "glue:CreateDatabase",
-      "glue:GetTable",
-      "glue:GetTables",
-      "glue:CreateTable",
-      "glue:UpdateTable",
-    ]
+    sid       = "IcebergCatalog"
+    actions   = ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
     resources = local.glue_resources
+  }
+
+  # Tables (and the database) are created on first use by the functions that write them.
+  dynamic "statement" {
+    for_each = each.value.creates_tables ? [1] : []
+    content {
+      sid       = "IcebergCatalogCreate"
+      actions   = ["glue:CreateDatabase", "glue:GetTables", "glue:CreateTable"]
+      resources = local.glue_resources
+    }
   }
 
   statement {
     sid       = "WarehouseObjects"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${local.bucket_arn}/${var.warehouse_prefix}/*"]
+  }
+
+  # Maintenance deletes what no retained snapshot or metadata file references any more: the
+  # files of expired snapshots, old metadata files, orphans, a lost compaction's own output
+  # (lib/lake expire.rs, metadata_files.rs, orphans.rs, compact.rs).
+  # A batch delete (DeleteObjects) is authorised per key by this same action. The bucket is
+  # versioned: a deleted file stays a noncurrent version for noncurrent_version_expiration_days.
+  dynamic "statement" {
+    for_each = each.value.deletes_objects ? [1] : []
+    content {
+      sid       = "WarehouseDeletes"
+      actions   = ["s3:DeleteObject"]
+      resources = ["${local.bucket_arn}/${var.warehouse_prefix}/*"]
+    }
   }
 
   statement {
@@ -101,14 +131,19 @@ data "aws_iam_policy_document" "function" {
     }
   }
 
-  statement {
-    sid       = "StateTable"
-    actions   = each.value.dynamodb_actions
-    resources = local.state_table_resources
+  # A statement without actions is invalid: none at all for a function that never calls the
+  # state table (maintain).
+  dynamic "statement" {
+    for_each = length(each.value.dynamodb_actions) > 0 ? [1] : []
+    content {
+      sid       = "StateTable"
+      actions   = each.value.dynamodb_actions
+      resources = local.state_table_resources
+    }
   }
 
   dynamic "statement" {
-    for_each = var.state_table_kms_key_arn == null ? [] : [var.state_table_kms_key_arn]
+    for_each = var.state_table_kms_key_arn != null && length(each.value.dynamodb_actions) > 0 ? [var.state_table_kms_key_arn] : []
     content {
       sid       = "StateTableKey"
       actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
@@ -122,7 +157,8 @@ data "aws_iam_policy_document" "function" {
     }
   }
 
-  # Read once at start by every function (HEALTHLAKE_SCHEMA_REGISTRY_SECRET).
+  # Read once at start by every function (HEALTHLAKE_SCHEMA_REGISTRY_SECRET): App::open resolves
+  # it before anything else, whatever the function does afterwards (maintain too).
   dynamic "statement" {
     for_each = var.schema_registry.secret_arn == null ? [] : [var.schema_registry.secret_arn]
     content {
@@ -298,16 +334,17 @@ data "aws_iam_policy_document" "scheduler_assume_role" {
 
 resource "aws_iam_role" "scheduler" {
   name               = "${var.name}-scheduler"
-  description        = "EventBridge Scheduler invoking healthlake finalize"
+  description        = "EventBridge Scheduler invoking healthlake finalize and maintain"
   assume_role_policy = data.aws_iam_policy_document.scheduler_assume_role.json
   tags               = local.tags
 }
 
 data "aws_iam_policy_document" "scheduler" {
+  # The two scheduled functions (schedules.tf); never ingest or backfill.
   statement {
-    sid       = "InvokeFinalize"
+    sid       = "InvokeScheduledFunctions"
     actions   = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.function["finalize"].arn]
+    resources = [aws_lambda_function.function["finalize"].arn, aws_lambda_function.function["maintain"].arn]
   }
 
   statement {

@@ -5,7 +5,7 @@
 #   state.tf     DynamoDB state table
 #   functions.tf log groups and functions
 #   kafka.tf     event source mapping feeding ingest
-#   schedules.tf EventBridge Scheduler schedules of finalize, dead-letter queue
+#   schedules.tf EventBridge Scheduler schedules of finalize and maintain, dead-letter queue
 #   iam.tf       one role per function, the scheduler's role
 #   alarms.tf    CloudWatch alarms (AWS/Lambda and the functions' EMF metrics)
 #   dashboard.tf CloudWatch dashboard
@@ -21,11 +21,16 @@ locals {
   region = data.aws_region.current.name
 
   # The functions, one entry each. Everything per function (role, policy, log group, function,
-  # outputs) is derived from this map: adding a function (maintain, commit) is one entry here,
-  # its binary in scripts/package-lambdas.sh and, if it needs new permissions, a capability.
+  # outputs) is derived from this map: adding a function is one entry here, its binary in
+  # scripts/package-lambdas.sh and, if it needs new permissions, a capability.
   #   binary             the cargo-lambda binary, i.e. the zip's directory
   #   memory_size/timeout defaults, overridable through var.function_settings
-  #   dynamodb_actions   the state-table calls its code makes (lib/state/src/dynamodb)
+  #   dynamodb_actions   the state-table calls its code makes (lib/state/src/dynamodb); none: no
+  #                      state-table statement at all
+  #   creates_tables     loads the tables with Lakehouse::table, which creates a missing database
+  #                      or table (glue:CreateDatabase, CreateTable)
+  #   deletes_objects    deletes warehouse files (lib/lake's maintenance: snapshot expiry, old
+  #                      metadata files, orphan removal, compaction: s3:DeleteObject)
   #   reads_kafka        invoked by the Kafka event source mapping (its permissions)
   #   invoked_async      invoked asynchronously (by EventBridge Scheduler): failures after
   #                      Lambda's own retries go to the dead-letter queue
@@ -39,6 +44,8 @@ locals {
       memory_size      = 1024
       timeout          = 300
       dynamodb_actions = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"]
+      creates_tables   = true
+      deletes_objects  = false
       reads_kafka      = true
       invoked_async    = false
     }
@@ -50,6 +57,8 @@ locals {
       memory_size      = 1024
       timeout          = 900
       dynamodb_actions = ["dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
+      creates_tables   = true
+      deletes_objects  = false
       reads_kafka      = false
       invoked_async    = true
     }
@@ -60,8 +69,29 @@ locals {
       memory_size      = 2048
       timeout          = 900
       dynamodb_actions = ["dynamodb:Query", "dynamodb:UpdateItem"]
+      creates_tables   = true
+      deletes_objects  = false
       reads_kafka      = false
       invoked_async    = false
+    }
+    # Iceberg maintenance of one table per invocation, scheduled per table (schedules.tf):
+    # compaction reads and rewrites whole partitions in memory, hence backfill's 2048 MB; the
+    # full 900 s, and a run whose time budget ends first answers "complete": false and the next
+    # scheduled run resumes (compaction re-plans from the table's current state). It loads
+    # existing tables only (a missing one is skipped), never touches the state table (App::open
+    # makes no DynamoDB call), and is the one function that deletes objects: the files of
+    # expired snapshots, old metadata files, orphans, and what a compaction that lost its commit
+    # wrote.
+    maintain = {
+      binary           = "healthlake-maintain"
+      description      = "healthlake: compacts, rewrites manifests, expires snapshots and removes orphan files of one table (input {\"table\": ..., \"operations\": [...]})"
+      memory_size      = 2048
+      timeout          = 900
+      dynamodb_actions = []
+      creates_tables   = false
+      deletes_objects  = true
+      reads_kafka      = false
+      invoked_async    = true
     }
   }
 

@@ -1,5 +1,5 @@
 output "function_names" {
-  description = "Function names by key (ingest, finalize, backfill)."
+  description = "Function names by key (ingest, finalize, backfill, maintain)."
   value       = { for key, f in aws_lambda_function.function : key => f.function_name }
 }
 
@@ -14,7 +14,7 @@ output "role_arns" {
 }
 
 output "scheduler_role_arn" {
-  description = "Role EventBridge Scheduler invokes finalize with."
+  description = "Role EventBridge Scheduler invokes finalize and maintain with."
   value       = aws_iam_role.scheduler.arn
 }
 
@@ -64,7 +64,7 @@ output "event_source_mapping_uuid" {
 }
 
 output "dead_letter_queue_url" {
-  description = "SQS queue receiving finalize invocations that failed (undeliverable schedules and failed asynchronous runs)."
+  description = "SQS queue receiving finalize and maintain invocations that failed (undeliverable schedules and failed asynchronous runs)."
   value       = aws_sqs_queue.dead_letter.id
 }
 
@@ -91,6 +91,7 @@ output "alarm_arns" {
       aws_cloudwatch_metric_alarm.high_error_rate, aws_cloudwatch_metric_alarm.commit_failures,
       aws_cloudwatch_metric_alarm.ingest_errors, aws_cloudwatch_metric_alarm.ingest_throttles,
       aws_cloudwatch_metric_alarm.ingest_duration, aws_cloudwatch_metric_alarm.finalize_errors,
+      aws_cloudwatch_metric_alarm.maintain_errors,
       aws_cloudwatch_metric_alarm.ingest_idle, values(aws_cloudwatch_metric_alarm.finalize_behind),
     ) : a.alarm_name => a.arn
   }

@@ -4,7 +4,7 @@
 # --- Naming ----------------------------------------------------------------------------------
 
 variable "name" {
-  description = "Prefix of every resource name: functions are <name>-ingest, <name>-finalize, <name>-backfill."
+  description = "Prefix of every resource name: functions are <name>-ingest, <name>-finalize, <name>-backfill, <name>-maintain."
   type        = string
   default     = "healthlake"
 
@@ -161,7 +161,7 @@ variable "architecture" {
 }
 
 variable "function_settings" {
-  description = "Per function (ingest, finalize, backfill) overrides of memory_size (MB), timeout (s) and reserved_concurrent_executions (-1: unreserved). Defaults: ingest 1024 MB/300 s, finalize 1024 MB/900 s, backfill 2048 MB/900 s."
+  description = "Per function (ingest, finalize, backfill, maintain) overrides of memory_size (MB), timeout (s) and reserved_concurrent_executions (-1: unreserved). Defaults: ingest 1024 MB/300 s, finalize 1024 MB/900 s, backfill 2048 MB/900 s, maintain 2048 MB/900 s."
   type = map(object({
     memory_size                    = optional(number)
     timeout                        = optional(number)
@@ -170,8 +170,8 @@ variable "function_settings" {
   default = {}
 
   validation {
-    condition     = alltrue([for k in keys(var.function_settings) : contains(["ingest", "finalize", "backfill"], k)])
-    error_message = "function_settings keys must be among ingest, finalize, backfill."
+    condition     = alltrue([for k in keys(var.function_settings) : contains(["ingest", "finalize", "backfill", "maintain"], k)])
+    error_message = "function_settings keys must be among ingest, finalize, backfill, maintain."
   }
   validation {
     # Lambda allows 15 minutes, but a function behind a Kafka event source mapping may run 14.
@@ -429,13 +429,13 @@ variable "schedules_enabled" {
 }
 
 variable "schedule_retry_attempts" {
-  description = "Times EventBridge Scheduler retries an invocation of finalize it could not deliver, before the dead-letter queue."
+  description = "Times EventBridge Scheduler retries an invocation of finalize or maintain it could not deliver, before the dead-letter queue."
   type        = number
   default     = 5
 }
 
 variable "schedule_max_event_age_seconds" {
-  description = "Age after which EventBridge Scheduler stops retrying a finalize invocation (60-86400); the next scheduled run does the same work."
+  description = "Age after which EventBridge Scheduler stops retrying a finalize or maintain invocation (60-86400); the next scheduled run does the same work."
   type        = number
   default     = 900
 }
@@ -444,6 +444,43 @@ variable "queue_kms_key_arn" {
   description = "KMS key of the dead-letter queue and of the schedules; null: SQS-managed encryption and Scheduler's AWS-owned key."
   type        = string
   default     = null
+}
+
+# --- Schedules of maintain -------------------------------------------------------------------
+
+variable "maintenance_schedules" {
+  description = "EventBridge Scheduler expressions (UTC) invoking maintain: one per table with all four operations (compact, rewrite_manifests, expire, orphans), daily and 20 minutes apart by default (raw 03:00, errors 03:20, daily 03:40, weekly 04:00, monthly 04:20), and raw_recent, compacting raw's partitions of the last 2 days (hourly at minute 30, clear of raw's daily run)."
+  type = object({
+    raw        = optional(string, "cron(0 3 * * ? *)")
+    errors     = optional(string, "cron(20 3 * * ? *)")
+    daily      = optional(string, "cron(40 3 * * ? *)")
+    weekly     = optional(string, "cron(0 4 * * ? *)")
+    monthly    = optional(string, "cron(20 4 * * ? *)")
+    raw_recent = optional(string, "cron(30 * * * ? *)")
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for e in values(var.maintenance_schedules) : can(regex("^(rate|cron)\\(.+\\)$", e))])
+    error_message = "maintenance_schedules values must be rate(...) or cron(...) expressions."
+  }
+}
+
+variable "maintenance_schedules_enabled" {
+  description = "Whether the maintain schedules run (false: created DISABLED; maintain can still be invoked by hand)."
+  type        = bool
+  default     = true
+}
+
+variable "orphan_grace_days" {
+  description = "Age in days a file no metadata references must reach before maintain's scheduled runs remove it as an orphan (grace_days of their input): a writer's files are never taken before its commit lands. At least 1."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.orphan_grace_days >= 1 && floor(var.orphan_grace_days) == var.orphan_grace_days
+    error_message = "orphan_grace_days must be a whole number of days, at least 1."
+  }
 }
 
 # --- Metrics, alarms and dashboard -----------------------------------------------------------
