@@ -54,7 +54,9 @@ pub struct CompactionOptions {
     /// `min-input-files`, 5 by default).
     pub min_input_files: usize,
     /// Input bytes read into memory at once: a partition with more small files than this is
-    /// rewritten in groups of at most this size, each sorted on its own.
+    /// rewritten in groups of at most this size (never less than the target), each sorted on its
+    /// own. The default, 128 MiB of Parquet, decodes to roughly 0.5 GB of Arrow, held twice
+    /// while sorting: within the maintain function's 2 GB.
     pub max_group_bytes: u64,
     /// Input bytes a run rewrites at most (`None`: no limit).
     pub max_run_bytes: Option<u64>,
@@ -70,7 +72,7 @@ impl Default for CompactionOptions {
         Self {
             target_file_size: None,
             min_input_files: 5,
-            max_group_bytes: 512 << 20,
+            max_group_bytes: 128 << 20,
             max_run_bytes: None,
             since: None,
             deadline: None,
@@ -327,6 +329,7 @@ async fn rewrite_group(kind: TableKind, table: &Table, group: &Group, target: u6
     let rows = arrow_select::concat::concat_batches(&schema, &batches)?;
     drop(batches);
     let sorted = sort_rows(kind, table, &rows)?;
+    drop(rows);
     let per_file = sorted.num_rows().div_ceil(output_files(group.bytes, target)).max(1);
     let prefix = format!("compact-{}", uuid_like());
     let mut written = vec![];

@@ -58,11 +58,15 @@ fn offsets_in(table: &str, metadata: &TableMetadata) -> Result<OffsetMap, LakeEr
 
 /// The `healthlake.*` summary keys for the next snapshot, taken from the newest ancestor that
 /// carries the offset map (the current snapshot when healthlake made it), so a commit on top of
-/// other engines' snapshots puts the map back on the newest snapshot.
+/// other engines' snapshots puts the map back on the newest snapshot. Keys that describe one
+/// snapshot only (which replay it appended, which maintenance made it) are not carried: expiry
+/// keeps every replay snapshot, and a later append must not pass for one.
 ///
 /// Empty when no ancestor carries it. On an ancestry cut by another engine's expiry this stays
 /// quiet rather than failing an upsert of a table that never had a map: the commit made with it
 /// keeps the cut below it, so [`committed_offsets`] still refuses to guess.
+const PER_SNAPSHOT_PROPERTIES: [&str; 2] = [crate::replay::REPLAY_PROPERTY, crate::compact::MAINTENANCE_PROPERTY];
+
 pub(crate) fn carried_summary(table: &Table) -> HashMap<String, String> {
     carried_in(&table.identifier().to_string(), table.metadata())
 }
@@ -75,7 +79,7 @@ fn carried_in(table: &str, metadata: &TableMetadata) -> HashMap<String, String> 
         .summary()
         .additional_properties
         .iter()
-        .filter(|(k, _)| k.starts_with("healthlake."))
+        .filter(|(k, _)| k.starts_with("healthlake.") && !PER_SNAPSHOT_PROPERTIES.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -105,6 +109,9 @@ mod tests {
             if let Some(json) = map {
                 props.insert(OFFSETS_PROPERTY.into(), json.to_string());
                 props.insert("healthlake.other".into(), format!("v{id}"));
+                // Keys of one snapshot only: never carried.
+                props.insert(crate::replay::REPLAY_PROPERTY.into(), format!("t-0:{id}-{id}"));
+                props.insert(crate::compact::MAINTENANCE_PROPERTY.into(), "compact".into());
             }
             let snapshot = Snapshot::builder()
                 .with_snapshot_id(id)

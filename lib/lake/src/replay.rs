@@ -58,8 +58,8 @@ fn is_conflict(e: &LakeError) -> bool {
 }
 
 /// The snapshot of `table` that appended the replay of `batch_id`: the oldest of the current
-/// snapshot's ancestors whose summary names it (commits carry `healthlake.*` keys forward, so
-/// later snapshots may name it too).
+/// snapshot's ancestors whose summary names it (snapshots of older versions carried the key
+/// forward, so later snapshots may name it too).
 pub fn replay_snapshot(table: &Table, batch_id: &str) -> Option<SnapshotRef> {
     let metadata = table.metadata();
     let mut found = None;
