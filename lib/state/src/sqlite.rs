@@ -1,6 +1,6 @@
 //! The embedded accumulator store: one SQLite file, same semantics as the DynamoDB adapter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -50,8 +50,10 @@ CREATE TABLE IF NOT EXISTS close_markers (
 );
 "#;
 
-/// How often a versioned write is retried before the batch fails (and is redelivered).
-const MAX_CONFLICT_ATTEMPTS: u32 = 8;
+/// Keys read per statement (4 parameters each; SQLite allows 32,766 since 3.32).
+const KEYS_PER_READ: usize = 500;
+/// Items written per statement (8 parameters each).
+const ITEMS_PER_WRITE: usize = 250;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -127,70 +129,101 @@ impl SqliteStore {
         Ok(marker.map(from_micros))
     }
 
-    /// Read-merge-write of one item, conditional on the version read.
-    async fn merge_one(
+    /// The items of `keys` that exist, read in a few statements (row values `IN (VALUES ...)`).
+    async fn load_many(
         conn: &mut SqliteConnection,
-        update: &AccumulatorUpdate,
-        markers: &BTreeMap<WindowKind, Option<DateTime<Utc>>>,
-        report: &mut MergeReport,
-    ) -> Result<(), StoreError> {
-        let key = &update.key;
-        for _attempt in 0..MAX_CONFLICT_ATTEMPTS {
-            let existing = Self::load(conn, key).await?;
-            let closed_by_marker =
-                markers.get(&key.window.kind).copied().flatten().is_some_and(|m| key.window.end() <= m);
-            let closed = closed_by_marker || existing.as_ref().is_some_and(|i| i.closed);
-            let step = update.apply_to(existing.as_ref(), closed);
-            if !step.changed {
-                report.late.extend(step.late);
-                report.overflowing.extend(step.overflowing);
-                return Ok(());
+        keys: &[&AccumulatorKey],
+    ) -> Result<HashMap<AccumulatorKey, AccumulatorItem>, StoreError> {
+        let mut items = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_READ) {
+            let by_columns: HashMap<(&str, &str, &str, String), &AccumulatorKey> = chunk
+                .iter()
+                .map(|k| {
+                    (
+                        (
+                            k.user_id.as_str(),
+                            k.data_type.as_str(),
+                            k.window.kind.as_str(),
+                            k.window.start_date.to_string(),
+                        ),
+                        *k,
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT user_id, data_type, window_kind, window_start, state, fences, version, emitted_version, closed
+                   FROM accumulators
+                  WHERE (user_id, data_type, window_kind, window_start) IN (VALUES {})",
+                vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query
+                    .bind(&key.user_id)
+                    .bind(&key.data_type)
+                    .bind(key.window.kind.as_str())
+                    .bind(key.window.start_date.to_string());
             }
-            let (item, applied, overflowing) = (step.item, step.samples_applied, step.overflowing);
-            let state = serde_json::to_string(&item.state).expect("state serializes");
-            let fences = serde_json::to_string(&item.fences).expect("fences serialize");
-            let written = match existing {
-                None => sqlx::query(
-                    "INSERT INTO accumulators (user_id, data_type, window_kind, window_start, window_end_micros,
-                        state, fences, version, closed)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0) ON CONFLICT DO NOTHING",
-                )
-                .bind(&key.user_id)
-                .bind(&key.data_type)
-                .bind(key.window.kind.as_str())
-                .bind(key.window.start_date.to_string())
-                .bind(to_micros(key.window.end()))
-                .bind(state)
-                .bind(fences)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected(),
-                Some(old) => sqlx::query(
-                    "UPDATE accumulators SET state = ?, fences = ?, version = version + 1
-                     WHERE user_id = ? AND data_type = ? AND window_kind = ? AND window_start = ?
-                       AND version = ? AND closed = 0",
-                )
-                .bind(state)
-                .bind(fences)
-                .bind(&key.user_id)
-                .bind(&key.data_type)
-                .bind(key.window.kind.as_str())
-                .bind(key.window.start_date.to_string())
-                .bind(old.version)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected(),
-            };
-            if written == 1 {
-                report.items_written += 1;
-                report.samples_applied += applied;
-                report.overflowing.extend(overflowing);
-                return Ok(());
+            for row in query.fetch_all(&mut *conn).await? {
+                let columns: (String, String, String, String) = (
+                    row.try_get("user_id")?,
+                    row.try_get("data_type")?,
+                    row.try_get("window_kind")?,
+                    row.try_get("window_start")?,
+                );
+                let lookup = (columns.0.as_str(), columns.1.as_str(), columns.2.as_str(), columns.3.clone());
+                if let Some(key) = by_columns.get(&lookup) {
+                    items.insert((*key).clone(), item_from_row((*key).clone(), &row)?);
+                }
             }
-            report.conflicts_retried += 1;
         }
-        Err(StoreError::ConflictRetriesExhausted { key: key.to_string(), attempts: MAX_CONFLICT_ATTEMPTS })
+        Ok(items)
     }
+
+    /// Writes merged items in a few statements: new ones inserted at version 1, existing ones
+    /// updated to the version after the one read, only if it is still the one read and open.
+    async fn write_many(conn: &mut SqliteConnection, writes: &[Write]) -> Result<(), StoreError> {
+        for chunk in writes.chunks(ITEMS_PER_WRITE) {
+            let sql = format!(
+                "INSERT INTO accumulators (user_id, data_type, window_kind, window_start, window_end_micros,
+                    state, fences, version, closed)
+                 VALUES {}
+                 ON CONFLICT (user_id, data_type, window_kind, window_start) DO UPDATE SET
+                    state = excluded.state, fences = excluded.fences, version = excluded.version
+                 WHERE accumulators.version = excluded.version - 1 AND accumulators.closed = 0",
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, 0)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for write in chunk {
+                let key = &write.item.key;
+                query = query
+                    .bind(&key.user_id)
+                    .bind(&key.data_type)
+                    .bind(key.window.kind.as_str())
+                    .bind(key.window.start_date.to_string())
+                    .bind(to_micros(key.window.end()))
+                    .bind(serde_json::to_string(&write.item.state).expect("state serializes"))
+                    .bind(serde_json::to_string(&write.item.fences).expect("fences serialize"))
+                    .bind(write.version);
+            }
+            let written = query.execute(&mut *conn).await?.rows_affected();
+            if written != chunk.len() as u64 {
+                // The transaction holds the write lock, so nothing can have moved an item read
+                // in it; if one did, the batch fails and is redelivered rather than guess.
+                return Err(StoreError::ConflictRetriesExhausted {
+                    key: format!("{} of {} items", chunk.len() as u64 - written, chunk.len()),
+                    attempts: 1,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A merged item to write, at the version it will have.
+struct Write {
+    item: AccumulatorItem,
+    version: i64,
 }
 
 fn item_from_row(key: AccumulatorKey, row: &sqlx::sqlite::SqliteRow) -> Result<AccumulatorItem, StoreError> {
@@ -215,15 +248,38 @@ impl AccumulatorStore for SqliteStore {
             return Ok(report);
         }
         // One immediate transaction: the close markers read here cannot move until it commits,
-        // which is the embedded equivalent of DynamoDB's ConditionCheck on the marker item.
+        // which is the embedded equivalent of DynamoDB's ConditionCheck on the marker item. It
+        // holds the write lock, so the items read stay as read: the batch's items are read in a
+        // few statements, merged in memory and written in a few more.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut markers = BTreeMap::new();
         for kind in WindowKind::ALL {
             markers.insert(kind, Self::close_marker(&mut tx, kind).await?);
         }
+        let keys: Vec<&AccumulatorKey> = updates.iter().map(|u| &u.key).collect();
+        let stored = Self::load_many(&mut tx, &keys).await?;
+        // Merged so far in this batch, with the version read (a key twice in one batch merges
+        // on top of its first merge and is written once).
+        let mut merged: BTreeMap<AccumulatorKey, (AccumulatorItem, i64)> = BTreeMap::new();
         for update in &updates {
-            Self::merge_one(&mut tx, update, &markers, &mut report).await?;
+            let key = &update.key;
+            let current = merged.get(key).map(|(item, _)| item).or_else(|| stored.get(key));
+            let closed_by_marker =
+                markers.get(&key.window.kind).copied().flatten().is_some_and(|m| key.window.end() <= m);
+            let closed = closed_by_marker || current.is_some_and(|i| i.closed);
+            let step = update.apply_to(current, closed);
+            report.late.extend(step.late);
+            report.overflowing.extend(step.overflowing);
+            if !step.changed {
+                continue;
+            }
+            report.samples_applied += step.samples_applied;
+            let read_version = stored.get(key).map_or(0, |item| item.version);
+            merged.insert(key.clone(), (step.item, read_version));
         }
+        let writes: Vec<Write> = merged.into_values().map(|(item, read)| Write { item, version: read + 1 }).collect();
+        Self::write_many(&mut tx, &writes).await?;
+        report.items_written = writes.len();
         tx.commit().await?;
         Ok(report)
     }
@@ -344,10 +400,8 @@ impl AccumulatorStore for SqliteStore {
 
     async fn read_items(&self, keys: &[AccumulatorKey]) -> Result<Vec<AccumulatorItem>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let mut items = Vec::with_capacity(keys.len());
-        for key in keys {
-            items.extend(Self::load(&mut conn, key).await?);
-        }
+        let keys: Vec<&AccumulatorKey> = keys.iter().collect();
+        let mut items: Vec<AccumulatorItem> = Self::load_many(&mut conn, &keys).await?.into_values().collect();
         items.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(items)
     }
