@@ -39,6 +39,10 @@ pub(crate) struct LocalArgs {
     /// Seconds between finalize rounds, 0 for none (HEALTHLAKE_FINALIZE_EVERY_SECONDS).
     #[arg(long)]
     finalize_every: Option<f64>,
+    /// Invocations in flight at once, one per partition at most (HEALTHLAKE_MAX_CONCURRENCY;
+    /// default: one per partition).
+    #[arg(long)]
+    max_concurrency: Option<usize>,
     /// Stop after this many seconds without a record (after a last finalize round).
     #[arg(long)]
     exit_when_idle: Option<f64>,
@@ -70,6 +74,7 @@ fn runner_settings(args: &LocalArgs) -> Result<RunnerSettings> {
     set(kafka_env::MAXIMUM_RETRY_ATTEMPTS, args.maximum_retry_attempts.map(|v| v.to_string()));
     set(kafka_env::ON_FAILURE_DESTINATION, args.on_failure.clone());
     set(kafka_env::FINALIZE_EVERY, args.finalize_every.map(|v| v.to_string()));
+    set(kafka_env::MAX_CONCURRENCY, args.max_concurrency.map(|v| v.to_string()));
     let mut settings = RunnerSettings::from_map(&vars).context("configuration")?;
     settings.exit_when_idle = args.exit_when_idle.map(std::time::Duration::from_secs_f64);
     Ok(settings)

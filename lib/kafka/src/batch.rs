@@ -1,9 +1,9 @@
 //! How the Kafka event source mapping cuts the stream into invocations, without any I/O: a batch
 //! closes when it holds `BatchSize` records, when `MaximumBatchingWindowInSeconds` has passed since
 //! its first record, or when the next record would push the invocation payload over 6 MB (that
-//! record then opens the next batch). Records of several partitions share a batch, each partition's
-//! in offset order; the offsets to commit after a successful invocation are one past the last
-//! record of each partition.
+//! record then opens the next batch). A batch may hold several partitions, each in offset order
+//! (the runner's lanes give it one); the offsets to commit after a successful invocation are one
+//! past the last record of each partition.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

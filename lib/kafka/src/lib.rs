@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod destination;
 pub mod invoke;
+pub mod lanes;
 pub mod produce;
 pub mod runner;
 pub mod settings;

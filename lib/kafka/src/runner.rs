@@ -1,21 +1,25 @@
 //! The local event source mapping: a consumer group on a real broker whose records become
 //! invocations of the ingest function, as Lambda's Kafka event source mapping makes them.
 //!
-//! - batches close on `BatchSize`, `MaximumBatchingWindowInSeconds` or the 6 MB payload cap
-//!   (`batch.rs`), holding records of every partition the consumer owns, each in offset order;
-//! - one batch is in flight at a time, so a partition's records are handled in order;
-//! - offsets are committed (synchronously, to the group) only after the invocation succeeded, or
+//! - each partition's records become batches of that partition (`lanes.rs`), closed on
+//!   `BatchSize`, `MaximumBatchingWindowInSeconds` or the 6 MB payload cap (`batch.rs`);
+//! - one batch per partition is in flight at a time, so a partition's records are handled in
+//!   order, and up to one per partition at once (`HEALTHLAKE_MAX_CONCURRENCY` caps that), as the
+//!   mapping scales; a partition that gets ahead of its invocations is paused;
+//! - offsets are committed (synchronously, to the group, per partition) only after the invocation succeeded, or
 //!   after the batch was stored at the on-failure destination once its retries were exhausted; a
 //!   runner killed at any point resumes at the last commit, and the ingest function's offset
 //!   fences make the redelivery harmless;
 //! - a schedule invokes finalize for every window kind, like the EventBridge Scheduler schedules.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
+use futures::stream::{FuturesUnordered, StreamExt};
 use healthlake_core::WindowKind;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -24,9 +28,10 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::batch::{Batch, BatchClosed, ConsumedRecord, Offer};
+use crate::batch::{Batch, BatchClosed, ConsumedRecord};
 use crate::destination::{DestinationError, FailedBatch, FailureDestination};
 use crate::invoke::{FunctionInvoker, Invocation, InvokeFailure};
+use crate::lanes::Lanes;
 use crate::settings::RunnerSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,8 +120,9 @@ impl Runner {
         Ok(partitions.len())
     }
 
-    /// Runs until `stop` turns true (the batch in flight is finished and committed first) or, with
-    /// `exit_when_idle`, until no record arrived for that long. Either way a last finalize round runs.
+    /// Runs until `stop` turns true (each lane's gathered records are delivered once and the
+    /// batches in flight finished and committed first) or, with `exit_when_idle`, until no record
+    /// arrived for that long with nothing in flight. Either way a last finalize round runs.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<RunReport, RunnerError> {
         let started = Instant::now();
         let consumer = self.consumer()?;
@@ -138,25 +144,70 @@ impl Runner {
             })
         });
 
-        let mut carried: Option<ConsumedRecord> = None;
+        let max_in_flight = self.settings.max_concurrency.unwrap_or(usize::MAX);
+        let mut lanes = Lanes::new(self.settings.limits, max_in_flight);
+        let mut deliveries = FuturesUnordered::new();
+        let mut paused: BTreeSet<i32> = BTreeSet::new();
         let mut held = 0;
         let mut discovered_at: Option<Instant> = None;
+        // Idle time counts from the last record, and only while nothing is in flight (a long
+        // invocation is not idleness) and partitions are held (a topic not created yet has none).
+        let mut last_record = Instant::now();
+        let mut stopping = *stop.borrow();
+        let mut flushed = false;
         loop {
-            let discovery_due =
-                discovered_at.is_none_or(|at| at.elapsed() >= self.settings.kafka.partition_discovery_interval);
-            if held == 0 || discovery_due {
+            let rediscover =
+                if held == 0 { Duration::from_secs(1) } else { self.settings.kafka.partition_discovery_interval };
+            if discovered_at.is_none_or(|at| at.elapsed() >= rediscover) {
                 held = self.take_partitions(&consumer, held)?;
                 discovered_at = Some(Instant::now());
             }
-            let (batch, closed) = match self.gather(&consumer, &mut carried, &mut stop).await? {
-                Some(gathered) => gathered,
-                None => break,
-            };
-            if batch.is_empty() {
-                continue; // no partitions yet: look for the topic again
+            // On a stop, what each lane has gathered goes once (a flush); nothing starts after.
+            if !flushed {
+                for (batch, closed) in lanes.take_due(Instant::now(), stopping) {
+                    deliveries.push(self.deliver(&consumer, batch, closed, stop.clone()));
+                }
+                flushed = stopping;
             }
-            if !self.deliver(&consumer, &batch, closed, &mut report, &mut stop).await? {
-                break;
+            self.apply_backpressure(&consumer, &lanes, &mut paused)?;
+            if deliveries.is_empty() {
+                if stopping {
+                    break;
+                }
+                if let Some(idle) = self.settings.exit_when_idle
+                    && held > 0
+                    && lanes.is_idle()
+                    && last_record.elapsed() >= idle
+                {
+                    info!(idle_seconds = idle.as_secs_f64(), "no records for the idle limit; stopping");
+                    break;
+                }
+            } else {
+                last_record = Instant::now();
+            }
+            let wake = lanes
+                .next_window_end()
+                .map_or(Duration::from_millis(250), |end| end.saturating_duration_since(Instant::now()))
+                .min(Duration::from_millis(250));
+            tokio::select! {
+                message = consumer.recv(), if !stopping => match message {
+                    Ok(m) => {
+                        lanes.push(owned(&m), Instant::now());
+                        last_record = Instant::now();
+                    }
+                    Err(e) => consumer_error(e).await,
+                },
+                Some(delivered) = deliveries.next() => {
+                    let delivered = delivered?;
+                    lanes.finished(delivered.partition);
+                    report.add(&delivered.report);
+                    if !delivered.committed {
+                        // Asked to stop while it was still failing: redelivered next time.
+                        stopping = true;
+                    }
+                }
+                _ = tokio::time::sleep(wake) => {}
+                _ = stop.changed(), if !stopping => stopping = *stop.borrow(),
             }
         }
 
@@ -173,96 +224,78 @@ impl Runner {
         Ok(report)
     }
 
-    /// Gathers the next batch. `None` when the runner should stop (nothing is in flight then).
-    async fn gather(
+    /// Pauses the partitions whose lane holds more than two batches (the invocations are behind;
+    /// librdkafka would otherwise keep fetching them) and resumes those back under one.
+    fn apply_backpressure(
         &self,
         consumer: &StreamConsumer,
-        carried: &mut Option<ConsumedRecord>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Option<(Batch, BatchClosed)>, RunnerError> {
-        let limits = &self.settings.limits;
-        let mut batch = Batch::new();
-        if let Some(record) = carried.take() {
-            batch.offer(record, limits);
-        }
-        // Wait for a first record. Idle time counts from here (a long invocation is not
-        // idleness) and only while partitions are held (a topic not created yet has none).
-        let waiting_since = Instant::now();
-        while batch.is_empty() {
-            if *stop.borrow() {
-                return Ok(None);
-            }
-            if consumer.assignment().map_or(true, |assigned| assigned.count() == 0)
-                && waiting_since.elapsed() >= Duration::from_secs(1)
-            {
-                // Nothing held: back to the caller, which looks for the topic's partitions again.
-                return Ok(Some((batch, BatchClosed::Flushed)));
-            }
-            if let Some(idle) = self.settings.exit_when_idle
-                && waiting_since.elapsed() >= idle
-            {
-                info!(idle_seconds = idle.as_secs_f64(), "no records for the idle limit; stopping");
-                return Ok(None);
-            }
-            tokio::select! {
-                message = consumer.recv() => match message {
-                    Ok(m) => {
-                        if let Offer::TakenFull = batch.offer(owned(&m), limits) {
-                            return Ok(Some((batch, BatchClosed::Full)));
-                        }
-                    }
-                    Err(e) => consumer_error(e).await,
-                },
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = stop.changed() => {}
+        lanes: &Lanes,
+        paused: &mut BTreeSet<i32>,
+    ) -> Result<(), RunnerError> {
+        let batch_size = self.settings.limits.batch_size.max(1);
+        let topic = &self.settings.kafka.topic;
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for partition in lanes.partitions() {
+            let queued = lanes.queued(partition);
+            if queued > 2 * batch_size && paused.insert(partition) {
+                pause.add_partition(topic, partition);
+            } else if queued <= batch_size && paused.remove(&partition) {
+                resume.add_partition(topic, partition);
             }
         }
-        // Then gather until the batching window has passed, the batch is full, or the cap is hit.
-        let deadline = tokio::time::Instant::now() + limits.batching_window;
-        loop {
-            tokio::select! {
-                message = consumer.recv() => match message {
-                    Ok(m) => {
-                        match batch.offer(owned(&m), limits) {
-                            Offer::Taken => {}
-                            Offer::TakenFull => return Ok(Some((batch, BatchClosed::Full))),
-                            Offer::Refused(record) => {
-                                *carried = Some(*record);
-                                return Ok(Some((batch, BatchClosed::PayloadCap)));
-                            }
-                        }
-                    }
-                    Err(e) => consumer_error(e).await,
-                },
-                _ = tokio::time::sleep_until(deadline) => return Ok(Some((batch, BatchClosed::WindowElapsed))),
-                _ = stop.changed() => return Ok(Some((batch, BatchClosed::Flushed))),
-            }
+        if pause.count() > 0 {
+            consumer.pause(&pause)?;
         }
+        if resume.count() > 0 {
+            consumer.resume(&resume)?;
+        }
+        Ok(())
     }
 
-    /// Invokes ingest on the batch until it succeeds or its retries are exhausted (then the
-    /// batch goes to the destination), then commits its offsets. Returns false, committing
-    /// nothing, when asked to stop while the batch is still failing: it is redelivered next time.
+    /// Invokes ingest on one partition's batch until it succeeds or its retries are exhausted
+    /// (then the batch goes to the destination), then commits its offsets. `committed: false`,
+    /// committing nothing, when asked to stop while the batch is still failing: it is
+    /// redelivered next time.
     async fn deliver(
+        &self,
+        consumer: &StreamConsumer,
+        batch: Batch,
+        closed: BatchClosed,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Delivered, RunnerError> {
+        let partition = batch.records().first().map_or(-1, |r| r.partition);
+        let mut report = RunReport::default();
+        let committed = self.deliver_batch(consumer, &batch, closed, &mut report, &stop).await?;
+        Ok(Delivered { partition, committed, report })
+    }
+
+    async fn deliver_batch(
         &self,
         consumer: &StreamConsumer,
         batch: &Batch,
         closed: BatchClosed,
         report: &mut RunReport,
-        stop: &mut watch::Receiver<bool>,
+        stop: &watch::Receiver<bool>,
     ) -> Result<bool, RunnerError> {
         let bootstrap = &self.settings.kafka.brokers;
         let invocation = Invocation::Ingest(batch.event(bootstrap));
         let started = Instant::now();
         let attempts = AtomicU32::new(0);
-        let (attempts, stopping, invocation_ref) = (&attempts, &*stop, &invocation);
+        let (attempts, stopping, invocation_ref) = (&attempts, stop, &invocation);
         // A flush on stop still delivers the batch once; only its retries give way to the stop.
         let invoke = move || async move {
             if attempts.load(Ordering::Relaxed) > 0 && *stopping.borrow() {
                 return Err(Undelivered::Stopping);
             }
             attempts.fetch_add(1, Ordering::Relaxed);
-            self.invoker.invoke(invocation_ref).await.map_err(Undelivered::Failed)
+            // On a task of its own: the partitions' invocations run in parallel, as on Lambda.
+            let (invoker, invocation) = (self.invoker.clone(), invocation_ref.clone());
+            tokio::spawn(async move { invoker.invoke(&invocation).await })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(InvokeFailure { error_type: "Runtime.Panic".into(), error_message: e.to_string() })
+                })
+                .map_err(Undelivered::Failed)
         };
         // A stop cuts the wait short; the next attempt then sees it and gives up.
         let stop_waiting = stop.clone();
@@ -366,6 +399,25 @@ impl Runner {
             }
         }
         Ok(())
+    }
+}
+
+/// A partition's batch done with: delivered and committed, or (on a stop) given up.
+struct Delivered {
+    partition: i32,
+    committed: bool,
+    report: RunReport,
+}
+
+impl RunReport {
+    fn add(&mut self, other: &RunReport) {
+        self.batches += other.batches;
+        self.records += other.records;
+        self.raw_rows_written += other.raw_rows_written;
+        self.error_rows_written += other.error_rows_written;
+        self.rows_skipped_as_committed += other.rows_skipped_as_committed;
+        self.invocations_failed += other.invocations_failed;
+        self.batches_sent_to_destination += other.batches_sent_to_destination;
     }
 }
 

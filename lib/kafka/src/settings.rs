@@ -26,6 +26,7 @@ pub mod env {
     pub const MAXIMUM_RETRY_ATTEMPTS: &str = "HEALTHLAKE_MAXIMUM_RETRY_ATTEMPTS";
     pub const ON_FAILURE_DESTINATION: &str = "HEALTHLAKE_ON_FAILURE_DESTINATION";
     pub const FINALIZE_EVERY: &str = "HEALTHLAKE_FINALIZE_EVERY_SECONDS";
+    pub const MAX_CONCURRENCY: &str = "HEALTHLAKE_MAX_CONCURRENCY";
 }
 
 /// Where a consumer group without committed offsets starts.
@@ -85,6 +86,9 @@ pub struct RunnerSettings {
     pub exit_when_idle: Option<Duration>,
     /// The first retry's delay; doubled per retry up to 30 s.
     pub retry_backoff: Duration,
+    /// Invocations in flight at once, at most one per partition (`HEALTHLAKE_MAX_CONCURRENCY`;
+    /// `None`: one per partition, as the mapping scales).
+    pub max_concurrency: Option<usize>,
 }
 
 /// A number (negative ones too: `-1` retries forever), `default` when unset.
@@ -180,6 +184,15 @@ impl RunnerSettings {
         if finalize < 0.0 {
             return Err(invalid(env::FINALIZE_EVERY, finalize.to_string(), "seconds (0 = no schedule)"));
         }
+        let max_concurrency: i64 =
+            number(vars, env::MAX_CONCURRENCY, 0, "invocations at once (0 = one per partition)")?;
+        if max_concurrency < 0 {
+            return Err(invalid(
+                env::MAX_CONCURRENCY,
+                max_concurrency.to_string(),
+                "invocations at once (0 = one per partition)",
+            ));
+        }
         Ok(Self {
             kafka,
             starting_position,
@@ -193,6 +206,7 @@ impl RunnerSettings {
             finalize_every: (finalize > 0.0).then(|| Duration::from_secs_f64(finalize)),
             exit_when_idle: None,
             retry_backoff: Duration::from_millis(500),
+            max_concurrency: (max_concurrency > 0).then_some(max_concurrency as usize),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The runner against a real broker (tansu, or `KAFKA_BROKERS`): batches as the event source
-//! mapping cuts them, offsets committed only after success, retries then the on-failure
-//! destination, starting positions. The function is a recorder here; the pipeline behind it is
+//! mapping cuts them (one partition each, up to one in flight per partition, at most
+//! `HEALTHLAKE_MAX_CONCURRENCY` at once), offsets committed only after success, retries then the
+//! on-failure destination, starting positions. The function is a recorder here; the pipeline behind it is
 //! tested end to end by tests/e2e_kafka.sh.
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,16 +19,37 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-/// The function: records every invocation; `fails` says whether an ingest attempt fails.
+/// The function: records every invocation; `fails` says whether an ingest attempt fails. Each
+/// ingest takes `work` (time for other partitions' invocations to overlap), and the most
+/// invocations in flight at once, overall and per partition, are kept.
 struct Recorder {
     batches: Mutex<Vec<KafkaEvent>>,
     finalized: Mutex<Vec<String>>,
     fails: Box<dyn Fn(&KafkaEvent) -> bool + Send + Sync>,
+    work: Duration,
+    /// Partitions of the invocations in flight now, and the most at once (all, one partition).
+    in_flight: Mutex<(Vec<i32>, usize, usize)>,
 }
 
 impl Recorder {
     fn new(fails: impl Fn(&KafkaEvent) -> bool + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Self { batches: Mutex::default(), finalized: Mutex::default(), fails: Box::new(fails) })
+        Self::working(fails, Duration::ZERO)
+    }
+
+    fn working(fails: impl Fn(&KafkaEvent) -> bool + Send + Sync + 'static, work: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            batches: Mutex::default(),
+            finalized: Mutex::default(),
+            fails: Box::new(fails),
+            work,
+            in_flight: Mutex::default(),
+        })
+    }
+
+    /// The most invocations in flight at once, and the most of one partition at once.
+    fn most_in_flight(&self) -> (usize, usize) {
+        let state = self.in_flight.lock().unwrap();
+        (state.1, state.2)
     }
 
     /// (partition, offset) of every record of every successful batch, in delivery order.
@@ -42,6 +64,23 @@ impl FunctionInvoker for Recorder {
     async fn invoke(&self, invocation: &Invocation) -> Result<Value, InvokeFailure> {
         match invocation {
             Invocation::Ingest(event) => {
+                let partitions: Vec<i32> =
+                    event.records.keys().filter_map(|k| k.rsplit('-').next()?.parse().ok()).collect();
+                {
+                    let mut state = self.in_flight.lock().unwrap();
+                    state.0.extend(&partitions);
+                    state.1 = state.1.max(state.0.len());
+                    let most_of_one = partitions.iter().map(|p| state.0.iter().filter(|q| *q == p).count()).max();
+                    state.2 = state.2.max(most_of_one.unwrap_or(0));
+                }
+                tokio::time::sleep(self.work).await;
+                {
+                    let mut state = self.in_flight.lock().unwrap();
+                    for p in &partitions {
+                        let at = state.0.iter().position(|q| q == p).unwrap();
+                        state.0.remove(at);
+                    }
+                }
                 if (self.fails)(event) {
                     return Err(InvokeFailure {
                         error_type: "Retryable.IngestError".into(),
@@ -161,13 +200,16 @@ async fn batches_follow_batch_size_and_partition_order_and_offsets_are_committed
     let broker = KafkaBroker::start();
     create_topic(&broker, "orders", 3).await;
     let sent = send(&broker, "orders", 3, 90, 50).await;
-    let recorder = Recorder::new(|_| false);
+    let recorder = Recorder::working(|_| false, Duration::from_millis(200));
     let settings = settings(&broker, "orders", "g1", &[("HEALTHLAKE_BATCH_SIZE", "40")]);
     let report = run(settings.clone(), recorder.clone(), None).await;
 
     let batches = recorder.batches.lock().unwrap().clone();
     assert!(batches.iter().all(|e| records_of(e).len() <= 40), "BatchSize 40 respected");
-    assert!(batches.iter().any(|e| e.records.len() > 1), "some batch holds several partitions");
+    assert!(batches.iter().all(|e| e.records.len() == 1), "each batch holds one partition");
+    let (most, most_of_one) = recorder.most_in_flight();
+    assert_eq!(most_of_one, 1, "one invocation per partition at a time");
+    assert!(most > 1 && most <= 3, "the partitions' invocations overlap, one per partition at most ({most})");
     assert!(batches.iter().all(|e| e.bootstrap_servers.as_deref() == Some(broker.bootstrap.as_str())));
     let delivered = recorder.delivered();
     assert_in_partition_order(&delivered);
@@ -185,6 +227,22 @@ async fn batches_follow_batch_size_and_partition_order_and_offsets_are_committed
     let later = Recorder::new(|_| false);
     run(settings, later.clone(), None).await;
     assert_eq!(sorted(later.delivered()), sorted(new));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_caps_the_invocations_in_flight() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "capped", 4).await;
+    let sent = send(&broker, "capped", 4, 30, 50).await;
+    let recorder = Recorder::working(|_| false, Duration::from_millis(100));
+    let extra = [("HEALTHLAKE_BATCH_SIZE", "10"), ("HEALTHLAKE_MAX_CONCURRENCY", "2")];
+    run(settings(&broker, "capped", "g-cap", &extra), recorder.clone(), None).await;
+    let (most, most_of_one) = recorder.most_in_flight();
+    assert_eq!((most, most_of_one), (2, 1), "two at once, never two of one partition");
+    let delivered = recorder.delivered();
+    assert_in_partition_order(&delivered);
+    assert_eq!(sorted(delivered), sorted(sent), "every record once");
+    assert_eq!(committed(&broker, "capped", "g-cap", 4), BTreeMap::from([(0, 30), (1, 30), (2, 30), (3, 30)]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
