@@ -4,33 +4,20 @@
 //! redelivery; expiry afterwards deletes the replaced files and keeps every referenced one; a
 //! manifest rewrite merges the appends' manifests without changing a row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 mod common;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use chrono::{Duration, Utc};
-use common::{glue_settings, raw_row, sql_settings};
+use common::{append_batch, glue_settings, sql_settings};
 use futures::TryStreamExt;
-use healthlake_core::RawRecord;
 use healthlake_lake::{
-    CatalogSettings, CompactionOptions, DataFileSink, ExpiryPolicy, LakeError, Lakehouse, MAINTENANCE_PROPERTY,
-    OFFSETS_PROPERTY, TableKind, rows,
+    CatalogSettings, CompactionOptions, ExpiryPolicy, LakeError, Lakehouse, MAINTENANCE_PROPERTY, OFFSETS_PROPERTY,
+    TableKind,
 };
 use iceberg::table::Table;
-
-/// Batch `batch` of Kafka partition 0: ten rows at offsets `10 * batch ..`, over three days.
-async fn append_batch(lake: &Lakehouse, batch: i64) -> Result<(), LakeError> {
-    let offsets = batch * 10..batch * 10 + 10;
-    let table = lake.table(TableKind::Raw).await?;
-    let mut sink = DataFileSink::new(&table, &format!("batch-{batch}-{}", Utc::now().timestamp_nanos_opt().unwrap()))?;
-    let rows_: Vec<RawRecord> = offsets.clone().map(|o| raw_row(0, o)).collect();
-    sink.write(&rows::raw_batch(sink.arrow_schema(), &rows_)?).await?;
-    let files = sink.close().await?;
-    let consumed = BTreeMap::from([("t-0".to_string(), (offsets.start, offsets.end - 1))]);
-    lake.append(TableKind::Raw, files, &consumed).await.map(|_| ())
-}
 
 /// Every row of the snapshot (the current one when `None`), every column, in `sample_id` order.
 async fn all_rows(table: &Table, snapshot: Option<i64>, order_by: &str) -> RecordBatch {

@@ -2,28 +2,11 @@
 //! offset map (so a redelivery is still refused), every file a retained snapshot reads; and
 //! deletes what only expired snapshots reached.
 
-use std::collections::BTreeMap;
-
 mod common;
 
 use chrono::{Duration, Utc};
-use common::{daily_row, glue_settings, raw_row, sql_settings};
-use healthlake_core::RawRecord;
-use healthlake_lake::{
-    CatalogSettings, DataFileSink, ExpiryPolicy, LakeError, Lakehouse, OFFSETS_PROPERTY, TableKind, rows,
-};
-
-async fn append_batch(lake: &Lakehouse, batch: i64) -> Result<(), LakeError> {
-    let offsets = batch * 10..batch * 10 + 10;
-    let table = lake.table(TableKind::Raw).await.unwrap();
-    let mut sink =
-        DataFileSink::new(&table, &format!("batch-{batch}-{}", Utc::now().timestamp_nanos_opt().unwrap())).unwrap();
-    let rows_: Vec<RawRecord> = offsets.clone().map(|o| raw_row(0, o)).collect();
-    sink.write(&rows::raw_batch(sink.arrow_schema(), &rows_).unwrap()).await.unwrap();
-    let files = sink.close().await.unwrap();
-    let consumed = BTreeMap::from([("t-0".to_string(), (offsets.start, offsets.end - 1))]);
-    lake.append(TableKind::Raw, files, &consumed).await.map(|_| ())
-}
+use common::{append_batch, daily_row, glue_settings, sql_settings};
+use healthlake_lake::{CatalogSettings, ExpiryPolicy, LakeError, Lakehouse, OFFSETS_PROPERTY, TableKind};
 
 #[tokio::test]
 async fn sql_catalog_expiry_keeps_what_readers_and_ingest_need() {

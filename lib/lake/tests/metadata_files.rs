@@ -4,25 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use chrono::Utc;
-use common::{raw_row, sql_settings};
-use healthlake_core::RawRecord;
-use healthlake_lake::{DataFileSink, Lakehouse, TableKind, rows};
+use common::{append_batch, sql_settings};
+use healthlake_lake::{Lakehouse, TableKind};
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-
-async fn append_batch(lake: &Lakehouse, batch: i64) {
-    let offsets = batch * 10..batch * 10 + 10;
-    let table = lake.table(TableKind::Raw).await.unwrap();
-    let mut sink =
-        DataFileSink::new(&table, &format!("batch-{batch}-{}", Utc::now().timestamp_nanos_opt().unwrap())).unwrap();
-    let rows_: Vec<RawRecord> = offsets.clone().map(|o| raw_row(0, o)).collect();
-    sink.write(&rows::raw_batch(sink.arrow_schema(), &rows_).unwrap()).await.unwrap();
-    let files = sink.close().await.unwrap();
-    let consumed = BTreeMap::from([("t-0".to_string(), (offsets.start, offsets.end - 1))]);
-    lake.append(TableKind::Raw, files, &consumed).await.unwrap();
-}
 
 /// The metadata JSON files under the table's location.
 fn metadata_files(location: &str) -> Vec<String> {
@@ -58,7 +42,7 @@ async fn metadata_files_older_than_the_log_are_deleted_and_missing_properties_de
     lake.set_properties(&table, &[("write.metadata.previous-versions-max".into(), "2".into())]).await.unwrap();
     assert!(lake.declare_missing_properties(TableKind::Raw).await.unwrap().is_empty());
     for batch in 0..5 {
-        append_batch(&lake, batch).await;
+        append_batch(&lake, batch).await.unwrap();
     }
     let all = metadata_files(&location);
     let table = lake.table(TableKind::Raw).await.unwrap();

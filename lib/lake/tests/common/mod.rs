@@ -1,9 +1,13 @@
 //! Catalog settings and rows the integration tests share.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use healthlake_core::record::AggregateRow;
 use healthlake_core::{AggregateStats, KafkaCoordinates, RawRecord, Window, WindowKind};
-use healthlake_lake::{CatalogBackend, CatalogSettings, S3Settings, TableNames};
+use healthlake_lake::{
+    CatalogBackend, CatalogSettings, DataFileSink, LakeError, Lakehouse, S3Settings, TableKind, TableNames, rows,
+};
 use healthlake_testkit::AwsEmulator;
 
 /// The embedded catalog in `dir`.
@@ -87,4 +91,19 @@ pub(crate) fn daily_row(user: &str, day: DateTime<Utc>, count: i64) -> Aggregate
         },
         updated_at: day,
     }
+}
+
+/// Appends batch `batch` of Kafka partition 0 to raw, as ingest commits it: ten rows at offsets
+/// `10 * batch ..` (spread over the hours from Nov 17 10:00, so over several day partitions),
+/// with the offsets in the snapshot summary.
+#[allow(dead_code)]
+pub(crate) async fn append_batch(lake: &Lakehouse, batch: i64) -> Result<(), LakeError> {
+    let offsets = batch * 10..batch * 10 + 10;
+    let table = lake.table(TableKind::Raw).await?;
+    let mut sink = DataFileSink::new(&table, &format!("batch-{batch}-{}", Utc::now().timestamp_nanos_opt().unwrap()))?;
+    let rows_: Vec<RawRecord> = offsets.clone().map(|o| raw_row(0, o)).collect();
+    sink.write(&rows::raw_batch(sink.arrow_schema(), &rows_)?).await?;
+    let files = sink.close().await?;
+    let consumed = BTreeMap::from([("t-0".to_string(), (offsets.start, offsets.end - 1))]);
+    lake.append(TableKind::Raw, files, &consumed).await.map(|_| ())
 }
