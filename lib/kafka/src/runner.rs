@@ -138,7 +138,7 @@ impl Runner {
                 ticker.tick().await; // the first tick is immediate; the first round comes after `every`
                 loop {
                     ticker.tick().await;
-                    finalize_round(invoker.as_ref()).await;
+                    finalize_round(invoker.as_ref(), FinalizeRound::Scheduled).await;
                     rounds.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -218,7 +218,7 @@ impl Runner {
             let _ = task.await;
         }
         // The schedule's last round: what the consumed records let close is closed.
-        finalize_round(self.invoker.as_ref()).await;
+        finalize_round(self.invoker.as_ref(), FinalizeRound::Last).await;
         report.finalize_rounds = rounds.load(Ordering::Relaxed) + 1;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
@@ -481,16 +481,38 @@ fn register_failure_counters() {
     }
 }
 
-/// One round of the finalize schedule: every window kind. A failed invocation is retried as
-/// Lambda retries an asynchronous one (twice by default; the Terraform module's event invoke
-/// config says once, since the next scheduled run does the same work), seconds apart, not minutes; a kind still failing is logged and left to the next
-/// round. The runner's last round has no next one, so without the retries a fault at the end
-/// of a run would leave its windows unemitted.
-pub async fn finalize_round(invoker: &dyn FunctionInvoker) {
+/// Which round of the finalize schedule: a scheduled one, or the runner's last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalizeRound {
+    /// A failed invocation is retried as Lambda retries an asynchronous one (twice by default;
+    /// the Terraform module's event invoke config says once, since the next scheduled run does
+    /// the same work), seconds apart rather than minutes; a kind still failing waits for the
+    /// next round.
+    Scheduled,
+    /// The runner's last round has no next one: a fault at the end of a run would leave its
+    /// windows unemitted, so it retries longer (six times, 1 s doubling to 8 s).
+    Last,
+}
+
+impl FinalizeRound {
+    fn backoff(self) -> ExponentialBuilder {
+        let builder = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(8))
+            .with_factor(2.0);
+        match self {
+            FinalizeRound::Scheduled => builder.with_max_times(2),
+            FinalizeRound::Last => builder.with_max_times(6),
+        }
+    }
+}
+
+/// One round of the finalize schedule: every window kind, each retried as `round` says.
+pub async fn finalize_round(invoker: &dyn FunctionInvoker, round: FinalizeRound) {
     for kind in WindowKind::ALL {
         let invocation = Invocation::Finalize(kind);
         let finalized = (|| invoker.invoke(&invocation))
-            .retry(finalize_backoff())
+            .retry(round.backoff())
             .notify(|e, delay| warn!(%kind, error = %e, retry_in_ms = delay.as_millis() as u64, "finalize failed; retrying"))
             .await;
         match finalized {
@@ -498,11 +520,6 @@ pub async fn finalize_round(invoker: &dyn FunctionInvoker) {
             Err(e) => warn!(%kind, error = %e, "finalize failed after its retries; the next round retries"),
         }
     }
-}
-
-/// Lambda's default retries of a failed asynchronous invocation: two, here 1 s then 2 s apart.
-fn finalize_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default().with_min_delay(Duration::from_secs(1)).with_factor(2.0).with_max_times(2)
 }
 
 fn count_response(response: &Value, report: &mut RunReport) {
@@ -529,4 +546,56 @@ async fn consumer_error(e: rdkafka::error::KafkaError) {
     metrics::counter!("kafka_connection_errors", "error_type" => format!("{:?}", e.rdkafka_error_code())).increment(1);
     warn!(error = %e, "Kafka consumer error");
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+
+    /// Finalize failing its first `failures` attempts per kind.
+    struct Flaky {
+        failures: u32,
+        attempts: Mutex<std::collections::BTreeMap<String, u32>>,
+    }
+
+    #[async_trait]
+    impl FunctionInvoker for Flaky {
+        async fn invoke(&self, invocation: &Invocation) -> Result<Value, InvokeFailure> {
+            let Invocation::Finalize(kind) = invocation else { unreachable!("finalize only") };
+            let mut attempts = self.attempts.lock().unwrap();
+            let n = attempts.entry(kind.to_string()).or_default();
+            *n += 1;
+            if *n <= self.failures {
+                return Err(InvokeFailure {
+                    error_type: "Retryable.FinalizeError".into(),
+                    error_message: "throttled".into(),
+                });
+            }
+            Ok(serde_json::json!({ "kind": kind }))
+        }
+    }
+
+    fn attempts(invoker: &Flaky) -> Vec<u32> {
+        invoker.attempts.lock().unwrap().values().copied().collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_round_retries_longer_than_a_scheduled_one() {
+        let flaky = || Flaky { failures: 3, attempts: Mutex::default() };
+        // A scheduled round gives up after Lambda's two retries: three attempts per kind.
+        let scheduled = flaky();
+        finalize_round(&scheduled, FinalizeRound::Scheduled).await;
+        assert_eq!(attempts(&scheduled), vec![3, 3, 3]);
+        // The last round keeps going: the fourth attempt of each kind succeeds.
+        let last = flaky();
+        let started = tokio::time::Instant::now();
+        finalize_round(&last, FinalizeRound::Last).await;
+        assert_eq!(attempts(&last), vec![4, 4, 4]);
+        // 1 + 2 + 4 s of backoff per kind, jitter-free.
+        assert_eq!(started.elapsed(), Duration::from_secs(21));
+    }
 }
