@@ -337,9 +337,8 @@ async fn rewrite_group(kind: TableKind, table: &Table, group: &Group, target: u6
     while offset < sorted.num_rows() {
         let len = per_file.min(sorted.num_rows() - offset);
         // One sink per output file, never rolling (usize::MAX): the cut is ours.
-        let mut sink = DataFileSink::rolling_at(table, &prefix, usize::MAX)?;
-        sink.write(&sorted.slice(offset, len)).await?;
-        written.extend(sink.close().await?);
+        let sink = DataFileSink::rolling_at(table, &prefix, usize::MAX)?;
+        written.extend(sink.write_all(&sorted.slice(offset, len)).await?);
         offset += len;
     }
     Ok(written)

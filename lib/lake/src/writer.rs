@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
@@ -15,6 +16,7 @@ use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator,
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use rand::Rng;
@@ -55,12 +57,24 @@ pub(crate) fn target_file_size(props: &HashMap<String, String>) -> u64 {
     props.get(TARGET_FILE_SIZE).and_then(|s| s.parse::<u64>().ok()).filter(|n| *n > 0).unwrap_or(512 * 1024 * 1024)
 }
 
+type RollingBuilder =
+    RollingFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type FileWriterBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// How many partitions' files [`DataFileSink::write_all`] writes at once. A batch touching many
+/// partitions writes as many files; on S3 each is a PUT whose latency, not bandwidth, bounds the
+/// batch, and each file being written holds its partition's encoded rows in memory.
+const CONCURRENT_FILES: usize = 8;
+
 /// Writes batches of one table into data files named `<prefix>-NNNNN-<attempt>.parquet`.
 pub struct DataFileSink {
     arrow_schema: SchemaRef,
     splitter: RecordBatchPartitionSplitter,
-    writer:
-        FanoutWriter<DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>>,
+    rolling: RollingBuilder,
+    /// For batches written one after another (upserts): one open writer per partition met so
+    /// far, until `close`. Made on the first `write`.
+    fanout: Option<FanoutWriter<FileWriterBuilder>>,
 }
 
 impl DataFileSink {
@@ -94,7 +108,7 @@ impl DataFileSink {
             schema,
             metadata.default_partition_spec().clone(),
         )?;
-        Ok(Self { arrow_schema, splitter, writer: FanoutWriter::new(DataFileWriterBuilder::new(rolling)) })
+        Ok(Self { arrow_schema, splitter, rolling, fanout: None })
     }
 
     /// The table's Arrow schema (with Parquet field ids), which batches must use.
@@ -102,18 +116,52 @@ impl DataFileSink {
         &self.arrow_schema
     }
 
+    /// Adds a batch; files are finished by [`close`](Self::close). Every partition met stays
+    /// open until then: for one batch, [`write_all`](Self::write_all) needs less memory.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        for (key, part) in self.splitter.split(batch)? {
-            self.writer.write(key, part).await?;
+        let parts = self.splitter.split(batch)?;
+        let rolling = &self.rolling;
+        let fanout = self.fanout.get_or_insert_with(|| FanoutWriter::new(DataFileWriterBuilder::new(rolling.clone())));
+        for (key, part) in parts {
+            fanout.write(key, part).await?;
         }
         Ok(())
     }
 
     pub async fn close(self) -> Result<Vec<DataFile>, LakeError> {
-        Ok(self.writer.close().await?)
+        match self.fanout {
+            Some(fanout) => Ok(fanout.close().await?),
+            None => Ok(vec![]),
+        }
+    }
+
+    /// Writes one whole batch and finishes its files: each partition's rows are written and
+    /// closed in one go, a few partitions at a time, so memory holds a few partitions' encoded
+    /// rows rather than all of them, and on S3 the PUTs overlap.
+    pub async fn write_all(mut self, batch: &RecordBatch) -> Result<Vec<DataFile>, LakeError> {
+        let mut files = match self.fanout.take() {
+            Some(fanout) => fanout.close().await?,
+            None => vec![],
+        };
+        if batch.num_rows() == 0 {
+            return Ok(files);
+        }
+        let builder = DataFileWriterBuilder::new(self.rolling.clone());
+        let builder = &builder;
+        let written: Vec<Vec<DataFile>> = futures::stream::iter(self.splitter.split(batch)?)
+            .map(|(key, part)| async move {
+                let mut writer = builder.build(Some(key)).await?;
+                writer.write(part).await?;
+                writer.close().await
+            })
+            .buffer_unordered(CONCURRENT_FILES)
+            .try_collect()
+            .await?;
+        files.extend(written.into_iter().flatten());
+        Ok(files)
     }
 }
 

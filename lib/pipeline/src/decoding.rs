@@ -111,9 +111,9 @@ impl BatchDecoder {
                     raw_payload: match &record.value {
                         Ok(bytes) => match std::str::from_utf8(bytes) {
                             Ok(text) => text.to_string(),
-                            Err(_) => record.encoded_value.clone(),
+                            Err(_) => record.encoded_value(),
                         },
-                        Err(_) => record.encoded_value.clone(),
+                        Err(_) => record.encoded_value(),
                     },
                     error_type,
                     error_message: message,

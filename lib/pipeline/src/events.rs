@@ -21,8 +21,21 @@ pub struct InputRecord {
     pub timestamp: Option<DateTime<Utc>>,
     /// The value bytes, or why they could not be read from the event.
     pub value: Result<Vec<u8>, String>,
-    /// The value as the event carried it (base64), kept for error rows.
-    pub encoded_value: String,
+    /// The text the event carried for a value that could not be read (empty otherwise: a read
+    /// value's text is not kept twice, see [`InputRecord::encoded_value`]).
+    unread_value: String,
+}
+
+impl InputRecord {
+    /// The value as the event carried it (base64), for error rows. A value that was read is
+    /// encoded again, which gives the event's text back: the decoder accepts canonical base64
+    /// only.
+    pub fn encoded_value(&self) -> String {
+        match &self.value {
+            Ok(bytes) => BASE64.encode(bytes),
+            Err(_) => self.unread_value.clone(),
+        }
+    }
 }
 
 /// All records of an event in (topic, partition, offset) order, duplicates within the event
@@ -32,17 +45,17 @@ pub fn records_of(event: &KafkaEvent) -> Vec<InputRecord> {
     for (group, records) in &event.records {
         for r in records {
             let topic = r.topic.clone().unwrap_or_else(|| topic_of_group(group, r.partition));
-            let encoded = r.value.clone().unwrap_or_default();
             let value = match &r.value {
                 None => Err("record has no value".to_string()),
                 Some(v) => BASE64.decode(v).map_err(|e| format!("value is not base64: {e}")),
             };
+            let unread_value = if value.is_err() { r.value.clone().unwrap_or_default() } else { String::new() };
             out.push(InputRecord {
                 kafka: KafkaCoordinates { topic, partition: r.partition as i32, offset: r.offset },
                 // Kafka writes -1 for "no timestamp"; the event then holds the epoch or earlier.
                 timestamp: Some(r.timestamp.0).filter(|ts| *ts > DateTime::UNIX_EPOCH),
                 value,
-                encoded_value: encoded,
+                unread_value,
             });
         }
     }
@@ -131,6 +144,8 @@ mod tests {
         assert_eq!(coords, vec![(0, 9), (1, 4), (1, 5)]);
         assert_eq!(read[0].value.as_deref().unwrap(), b"\x00\x01");
         assert_eq!(read[0].timestamp, Some(ts));
+        let carried = parsed.records["t-0"][0].value.clone().unwrap();
+        assert_eq!(read[0].encoded_value(), carried, "error rows get the event's text back");
     }
 
     #[test]
@@ -141,6 +156,7 @@ mod tests {
         let read = records_of(&event);
         assert_eq!(read.len(), 1);
         assert!(read[0].value.is_err());
+        assert_eq!(read[0].encoded_value(), "!!!");
         assert_eq!(read[0].timestamp, Some("2023-11-14T22:13:20Z".parse().unwrap()));
     }
 
@@ -206,7 +222,9 @@ mod tests {
                 let values = &sent[&key];
                 match &r.value {
                     Ok(bytes) => {
-                        prop_assert!(values.iter().flatten().any(|v| BASE64.decode(v).ok().as_ref() == Some(bytes)))
+                        prop_assert!(values.iter().flatten().any(|v| BASE64.decode(v).ok().as_ref() == Some(bytes)));
+                        // The text error rows keep is the event's own.
+                        prop_assert!(values.iter().flatten().any(|v| *v == r.encoded_value()));
                     }
                     Err(reason) => prop_assert!(!reason.is_empty()),
                 }

@@ -121,6 +121,8 @@ impl IngestHandler {
         // 2. Aggregate: pre-combine per (user, type, window) and partition, then merge.
         let stage = Instant::now();
         let updates = accumulator_updates(&processed, |k| k.partition_key());
+        metrics::record_stage("partials", stage);
+        let stage = Instant::now();
         let merge = self.store.merge(updates).await?;
         metrics::record_stage("merge_partials", stage);
         report.samples_aggregated = merge.samples_applied;
@@ -133,12 +135,13 @@ impl IngestHandler {
         let newest_record = processed.iter().map(|p| p.record_time).max();
         let mut newest_event: Option<DateTime<Utc>> = None;
         for p in &processed {
-            for raw in &p.raw {
-                newest_event = newest_event.max(Some(raw.start_date));
-                let bound = progress_bound(raw.start_date, p.record_time, self.max_out_of_orderness);
-                let entry = progress.entry(raw.kafka.partition_key()).or_insert(bound);
-                *entry = (*entry).max(bound);
-            }
+            let Some(newest) = p.raw.iter().map(|raw| raw.start_date).max() else {
+                continue;
+            };
+            newest_event = newest_event.max(Some(newest));
+            let bound = progress_bound(newest, p.record_time, self.max_out_of_orderness);
+            let entry = progress.entry(p.raw[0].kafka.partition_key()).or_insert(bound);
+            *entry = (*entry).max(bound);
         }
 
         // 3 + 4. Split into the two tables' rows, above each table's committed offsets.
@@ -153,8 +156,8 @@ impl IngestHandler {
         let mut valid_by_type: BTreeMap<String, u64> = BTreeMap::new();
         let mut errors_by_label: BTreeMap<(String, ErrorType), u64> = BTreeMap::new();
         for p in processed {
+            let partition = p.raw.first().map(|raw| raw.kafka.partition_key()).unwrap_or_default();
             for (index, raw) in p.raw.into_iter().enumerate() {
-                let partition = raw.kafka.partition_key();
                 let sample = SampleRef { partition: partition.clone(), offset: raw.kafka.offset, index: index as u32 };
                 if let Some(row) = refused_row(&raw, &sample, &late, &overflowing, now) {
                     if above(&errors_committed, &partition, row.kafka.offset) {
@@ -202,9 +205,9 @@ impl IngestHandler {
         if !raw_rows.is_empty() {
             let consumed = consumed(&raw_committed);
             let stage = Instant::now();
-            let mut sink = DataFileSink::new(&raw_table, &file_prefix("raw", &consumed))?;
-            sink.write(&rows::raw_batch(sink.arrow_schema(), &raw_rows)?).await?;
-            let files = sink.close().await?;
+            let sink = DataFileSink::new(&raw_table, &file_prefix("raw", &consumed))?;
+            let batch = rows::raw_batch(sink.arrow_schema(), &raw_rows)?;
+            let files = sink.write_all(&batch).await?;
             metrics::record_file_write(self.lake.table_name(TableKind::Raw), stage);
             let commit = self.commit(TableKind::Raw, files, &consumed).await?;
             report.raw_rows_written = commit.records;
@@ -213,9 +216,9 @@ impl IngestHandler {
         if !error_rows.is_empty() {
             let consumed = consumed(&errors_committed);
             let stage = Instant::now();
-            let mut sink = DataFileSink::new(&errors_table, &file_prefix("errors", &consumed))?;
-            sink.write(&rows::error_batch(sink.arrow_schema(), &error_rows)?).await?;
-            let files = sink.close().await?;
+            let sink = DataFileSink::new(&errors_table, &file_prefix("errors", &consumed))?;
+            let batch = rows::error_batch(sink.arrow_schema(), &error_rows)?;
+            let files = sink.write_all(&batch).await?;
             metrics::record_file_write(self.lake.table_name(TableKind::Errors), stage);
             let commit = self.commit(TableKind::Errors, files, &consumed).await?;
             report.error_rows_written = commit.records;

@@ -79,7 +79,8 @@ pub(crate) fn record_aggregation_errors(kind: WindowKind, n: u64) {
     metrics::counter!(AGGREGATION_ERRORS, "window_type" => kind.as_str(), "error_type" => "non_finite").increment(n);
 }
 
-/// How long a stage of ingest took: `decode_validate`, `merge_partials` or `write_files`.
+/// How long a stage of ingest took: `decode_validate`, `partials` (pre-combining the batch's
+/// window partials) or `merge_partials`; file writes are `iceberg_write_duration`.
 pub(crate) fn record_stage(operation: &'static str, started: Instant) {
     metrics::histogram!(TRANSFORMATION_DURATION, "operation" => operation).record(millis_since(started));
 }

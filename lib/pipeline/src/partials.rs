@@ -21,8 +21,12 @@ pub(crate) fn accumulator_updates(
 ) -> Vec<AccumulatorUpdate> {
     let mut updates: BTreeMap<AccumulatorKey, BTreeMap<String, PartitionContribution>> = BTreeMap::new();
     for p in processed {
+        // A record's samples share its coordinates: one fence key per record, not per sample.
+        let Some(fence) = p.raw.first().map(|raw| fence_key(&raw.kafka)) else {
+            continue;
+        };
         for (index, raw) in p.raw.iter().enumerate() {
-            let sample = SampleRef { partition: fence_key(&raw.kafka), offset: raw.kafka.offset, index: index as u32 };
+            let sample = SampleRef { partition: fence.clone(), offset: raw.kafka.offset, index: index as u32 };
             for kind in WindowKind::ALL {
                 let key = AccumulatorKey {
                     user_id: raw.user_id.clone(),

@@ -278,13 +278,12 @@ impl ReplayHandler {
         let table = self.lake.table(kind).await?;
         // Named by the batch: a rerun rewrites its own uncommitted files.
         let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, batch_id.as_bytes());
-        let mut sink = DataFileSink::new(&table, &format!("replay-{}-{}", self.lake.table_name(kind), id.simple()))?;
+        let sink = DataFileSink::new(&table, &format!("replay-{}-{}", self.lake.table_name(kind), id.simple()))?;
         let batch = match rows {
             Rows::Raw(r) => rows::raw_batch(sink.arrow_schema(), r)?,
             Rows::Errors(r) => rows::error_batch(sink.arrow_schema(), r)?,
         };
-        sink.write(&batch).await?;
-        let files = sink.close().await?;
+        let files = sink.write_all(&batch).await?;
         self.lake.append_replayed(kind, files, batch_id).await
     }
 }
