@@ -4,7 +4,8 @@
 //! invocation on Glue + S3 + DynamoDB served by moto. Prints figures; not a timed test.
 //!
 //!     cargo bench -p healthlake-pipeline --bench ingest_invocation
-//!     BENCH_AWS=1 cargo bench -p healthlake-pipeline --bench ingest_invocation
+//!     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 BENCH_AWS=1 \
+//!         cargo bench -p healthlake-pipeline --bench ingest_invocation
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -19,7 +19,7 @@ pub(crate) fn accumulator_updates(
     processed: &[Processed],
     fence_key: impl Fn(&KafkaCoordinates) -> String,
 ) -> Vec<AccumulatorUpdate> {
-    let mut updates: BTreeMap<AccumulatorKey, BTreeMap<String, PartitionContribution>> = BTreeMap::new();
+    let mut updates: BTreeMap<AccumulatorKey, Vec<(String, PartitionContribution)>> = BTreeMap::new();
     for p in processed {
         // A record's samples share its coordinates: one fence key per record, not per sample.
         let Some(fence) = p.raw.first().map(|raw| fence_key(&raw.kafka)) else {
@@ -33,15 +33,25 @@ pub(crate) fn accumulator_updates(
                     data_type: raw.data_type.clone(),
                     window: Window::containing(kind, raw.start_date),
                 };
-                updates.entry(key).or_default().entry(sample.partition.clone()).or_default().add(
-                    sample.clone(),
-                    raw.start_date,
-                    raw.value,
-                );
+                let contributions = updates.entry(key).or_default();
+                let at = match contributions.iter().position(|(partition, _)| *partition == sample.partition) {
+                    Some(at) => at,
+                    None => {
+                        contributions.push((sample.partition.clone(), PartitionContribution::default()));
+                        contributions.len() - 1
+                    }
+                };
+                contributions[at].1.add(sample.clone(), raw.start_date, raw.value);
             }
         }
     }
-    updates.into_iter().map(|(key, contributions)| AccumulatorUpdate { key, contributions }).collect()
+    updates
+        .into_iter()
+        .map(|(key, mut contributions)| {
+            contributions.sort_by(|a, b| a.0.cmp(&b.0));
+            AccumulatorUpdate { key, contributions }
+        })
+        .collect()
 }
 
 /// The closed windows of each late sample, counted in `late_records`.

@@ -123,7 +123,7 @@ fn window_key(user: &str) -> AccumulatorKey {
 fn sample(key: &AccumulatorKey, offset: i64, value: f64) -> AccumulatorUpdate {
     let mut c = PartitionContribution::default();
     c.add(SampleRef { partition: "t-0".into(), offset, index: 0 }, key.window.start() + Duration::hours(offset), value);
-    AccumulatorUpdate { key: key.clone(), contributions: BTreeMap::from([("t-0".to_string(), c)]) }
+    AccumulatorUpdate { key: key.clone(), contributions: vec![("t-0".to_string(), c)] }
 }
 
 /// An embedded lake in `dir` and a finalize handler over `store`, with the clock three weeks past

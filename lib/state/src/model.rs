@@ -83,7 +83,11 @@ impl PartitionContribution {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccumulatorUpdate {
     pub key: AccumulatorKey,
-    pub contributions: BTreeMap<String, PartitionContribution>,
+    /// One per partition key, in key order (merged in that order, so that floating-point
+    /// results do not depend on how the batch was put together). A list rather than a map: an
+    /// accumulator almost always has one partition in a batch (a user's records share a Kafka
+    /// key), and a map's node would hold room for eleven.
+    pub contributions: Vec<(String, PartitionContribution)>,
 }
 
 /// What a merge did.

@@ -25,7 +25,7 @@ fn update(key: &AccumulatorKey, partition: &str, samples: &[(i64, &str, f64)]) -
     for (i, (offset, ts, v)) in samples.iter().enumerate() {
         c.add(SampleRef { partition: partition.into(), offset: *offset, index: i as u32 }, at(ts), *v);
     }
-    AccumulatorUpdate { key: key.clone(), contributions: BTreeMap::from([(partition.to_string(), c)]) }
+    AccumulatorUpdate { key: key.clone(), contributions: vec![(partition.to_string(), c)] }
 }
 
 async fn item(store: &dyn AccumulatorStore, key: &AccumulatorKey) -> Option<healthlake_state::AccumulatorItem> {

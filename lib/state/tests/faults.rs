@@ -131,7 +131,7 @@ fn one_update(user: &str) -> AccumulatorUpdate {
     };
     let mut c = PartitionContribution::default();
     c.add(SampleRef { partition: "t-0".into(), offset: 1, index: 0 }, at("2025-11-17T10:00:00Z"), 60.0);
-    AccumulatorUpdate { key, contributions: BTreeMap::from([("t-0".to_string(), c)]) }
+    AccumulatorUpdate { key, contributions: vec![("t-0".to_string(), c)] }
 }
 
 /// A store on its own moto whose client answers through `injector`. The SDK's own retries are
