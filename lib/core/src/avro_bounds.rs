@@ -40,25 +40,31 @@ pub(crate) enum BoundsError {
     Schema(String),
 }
 
-/// Checks that `body` can be decoded with `schema` without a claim outgrowing the body.
-/// Bytes after the value are left for the caller to judge.
-pub(crate) fn check(schema: &Schema, body: &[u8]) -> Result<(), BoundsError> {
+/// The named types of a writer schema, resolved once per schema: named references in its
+/// values are looked up there.
+pub(crate) fn named_types(schema: &Schema) -> Result<HashMap<Name, Schema>, BoundsError> {
     let resolved = ResolvedSchema::try_from(schema).map_err(|e| BoundsError::Schema(e.to_string()))?;
-    let mut walk = Walk { body, at: 0, items_budget: body.len() as u64, names: resolved.get_names() };
+    Ok(resolved.get_names().iter().map(|(name, schema)| (name.clone(), (*schema).clone())).collect())
+}
+
+/// Checks that `body` can be decoded with `schema` (whose [`named_types`] are `names`) without
+/// a claim outgrowing the body. Bytes after the value are left for the caller to judge.
+pub(crate) fn check(schema: &Schema, names: &HashMap<Name, Schema>, body: &[u8]) -> Result<(), BoundsError> {
+    let mut walk = Walk { body, at: 0, items_budget: body.len() as u64, names };
     walk.value(schema, &None, 0)
 }
 
-struct Walk<'a, 's> {
+struct Walk<'a> {
     body: &'a [u8],
     at: usize,
     /// Items a body may still hold over all its arrays and maps. Items of zero width (nulls,
     /// empty records) take no bytes, so without this budget a few bytes could claim millions
     /// of them; every other item owns at least one byte, so valid bodies never run out.
     items_budget: u64,
-    names: &'a HashMap<Name, &'s Schema>,
+    names: &'a HashMap<Name, Schema>,
 }
 
-impl Walk<'_, '_> {
+impl Walk<'_> {
     fn remaining(&self) -> usize {
         self.body.len() - self.at
     }
@@ -148,8 +154,8 @@ impl Walk<'_, '_> {
             }
             Schema::Ref { name } => {
                 let name = name.fully_qualified_name(namespace);
-                let schema = *self
-                    .names
+                let names = self.names;
+                let schema = names
                     .get(&name)
                     .ok_or_else(|| BoundsError::Schema(format!("{} is not defined", name.fullname(None))))?;
                 self.value(schema, &name.namespace, depth + 1)
@@ -209,6 +215,11 @@ fn min_size(schema: &Schema) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The check with the schema's named types resolved on the spot.
+    fn check(schema: &Schema, body: &[u8]) -> Result<(), BoundsError> {
+        super::check(schema, &named_types(schema).expect("test schemas resolve"), body)
+    }
 
     fn long(n: i64) -> Vec<u8> {
         apache_avro::to_avro_datum(&apache_avro::Schema::Long, apache_avro::types::Value::Long(n))

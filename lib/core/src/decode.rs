@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use apache_avro::Schema;
+use apache_avro::schema::Name;
 use apache_avro::schema_compatibility::SchemaCompatibility;
+
+use crate::avro_plan::PayloadPlan;
 
 use crate::payload::HealthDataPayload;
 use crate::record::ErrorType;
@@ -72,8 +75,18 @@ pub fn frame(value: &[u8]) -> Result<WireValue<'_>, DecodeError> {
 /// A writer schema after its one-time check against the reader schema.
 #[derive(Debug, Clone)]
 enum WriterSchema {
-    Readable(Arc<Schema>),
+    Readable(Arc<ReadableSchema>),
     Incompatible(String),
+}
+
+/// What decoding with one writer schema needs, prepared once per schema id.
+#[derive(Debug)]
+struct ReadableSchema {
+    schema: Schema,
+    /// Its named types, for the bounds check.
+    names: HashMap<Name, Schema>,
+    /// Straight into the payload; None when the schema has a shape only apache-avro decodes.
+    plan: Option<PayloadPlan>,
 }
 
 /// Decodes values against the reader schema, with writer schemas parsed and checked once per id.
@@ -105,7 +118,13 @@ impl Decoder {
     pub fn register_writer_schema(&mut self, schema_id: u32, schema_text: &str) {
         let entry = match Schema::parse_str(schema_text) {
             Ok(schema) => match SchemaCompatibility::can_read(&schema, &self.reader) {
-                Ok(()) => WriterSchema::Readable(Arc::new(schema)),
+                Ok(()) => match crate::avro_bounds::named_types(&schema) {
+                    Ok(names) => {
+                        let plan = PayloadPlan::compile(&schema, names.clone(), &self.reader);
+                        WriterSchema::Readable(Arc::new(ReadableSchema { schema, names, plan }))
+                    }
+                    Err(e) => WriterSchema::Incompatible(e.to_string()),
+                },
                 Err(e) => WriterSchema::Incompatible(e.to_string()),
             },
             Err(e) => WriterSchema::Incompatible(format!("schema does not parse: {e}")),
@@ -133,17 +152,51 @@ impl Decoder {
         // apache-avro reserves what length prefixes claim before reading: hold them against
         // the body first. Its own process-wide `max_allocation_bytes` is left alone: it would
         // not bound block counts or nesting, and it also governs iceberg's manifest reading.
-        crate::avro_bounds::check(writer, body).map_err(|e| DecodeError::Avro { schema_id, reason: e.to_string() })?;
-        let mut reader = body;
-        let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&self.reader))
+        crate::avro_bounds::check(&writer.schema, &writer.names, body)
             .map_err(|e| DecodeError::Avro { schema_id, reason: e.to_string() })?;
-        if !reader.is_empty() {
-            return Err(DecodeError::Avro {
-                schema_id,
-                reason: format!("{} trailing bytes after the record", reader.len()),
-            });
+        let avro_error = |reason: String| DecodeError::Avro { schema_id, reason };
+        let (payload, read) = match &writer.plan {
+            Some(plan) => plan.decode(body).map_err(avro_error)?,
+            None => self.decode_with_apache_avro(&writer.schema, body).map_err(avro_error)?,
+        };
+        if read < body.len() {
+            return Err(avro_error(format!("{} trailing bytes after the record", body.len() - read)));
         }
-        HealthDataPayload::from_avro(value).map_err(|e| DecodeError::Avro { schema_id, reason: e.to_string() })
+        Ok(payload)
+    }
+
+    /// Decodes through apache-avro's `Value` tree, resolved against the reader schema: for writer
+    /// schemas the plan does not express.
+    fn decode_with_apache_avro(&self, writer: &Schema, body: &[u8]) -> Result<(HealthDataPayload, usize), String> {
+        let mut reader = body;
+        let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&self.reader)).map_err(|e| e.to_string())?;
+        let read = body.len() - reader.len();
+        Ok((HealthDataPayload::from_avro(value).map_err(|e| e.to_string())?, read))
+    }
+
+    /// Decodes a Confluent-framed value through apache-avro only, never the plan: the reference
+    /// the plan is tested against.
+    #[doc(hidden)]
+    pub fn decode_reference(&self, value: &[u8]) -> Result<HealthDataPayload, DecodeError> {
+        let WireValue::Avro { schema_id, body } = frame(value)? else {
+            return self.decode(value);
+        };
+        let Some(WriterSchema::Readable(writer)) = self.writers.get(&schema_id) else {
+            return self.decode(value);
+        };
+        let avro_error = |reason: String| DecodeError::Avro { schema_id, reason };
+        crate::avro_bounds::check(&writer.schema, &writer.names, body).map_err(|e| avro_error(e.to_string()))?;
+        let (payload, read) = self.decode_with_apache_avro(&writer.schema, body).map_err(avro_error)?;
+        if read < body.len() {
+            return Err(avro_error(format!("{} trailing bytes after the record", body.len() - read)));
+        }
+        Ok(payload)
+    }
+
+    /// Whether values of `schema_id` decode straight into payloads (not through apache-avro).
+    #[doc(hidden)]
+    pub fn has_plan(&self, schema_id: u32) -> bool {
+        matches!(self.writers.get(&schema_id), Some(WriterSchema::Readable(w)) if w.plan.is_some())
     }
 }
 

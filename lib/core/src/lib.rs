@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 mod avro_bounds;
+mod avro_plan;
 pub mod decode;
 pub mod generate;
 pub mod labels;
