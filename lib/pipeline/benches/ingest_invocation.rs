@@ -4,6 +4,12 @@
 //! invocation on Glue + S3 + DynamoDB served by moto. Prints figures; not a timed test.
 //!
 //!     cargo bench -p healthlake-pipeline --bench ingest_invocation
+//!     BENCH_BATCH_SIZE=170 BENCH_DAYS=11 cargo bench -p healthlake-pipeline --bench ingest_invocation
+//!
+//! `BENCH_BATCH_SIZE` cuts the 10,000 records into batches of that many, ingested one after
+//! another on the same stores (stages summed over them): the per-batch costs of small batches.
+//! `BENCH_DAYS` is the event-time span (75 days by default: one 10,000-record batch then touches
+//! about 300 partitions, a worst case; a live stream's batch touches today's).
 //!     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 BENCH_AWS=1 \
 //!         cargo bench -p healthlake-pipeline --bench ingest_invocation
 
@@ -42,10 +48,17 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StatementCounter {
     }
 }
 
-fn batch_event() -> KafkaEvent {
-    let produced = generate::generate(&GeneratorConfig { records: RECORDS, seed: 1, ..GeneratorConfig::default() });
-    let offsets = assign_offsets("health-data-raw", produced);
-    deliveries(&offsets, RECORDS, 0, 0).remove(0).1
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The batches, as the mapping would deliver the generated records.
+fn batch_events() -> Vec<KafkaEvent> {
+    let days = env_number("BENCH_DAYS", 75) as i64;
+    let config =
+        GeneratorConfig { records: RECORDS, seed: 1, span: chrono::Duration::days(days), ..GeneratorConfig::default() };
+    let offsets = assign_offsets("health-data-raw", generate::generate(&config));
+    deliveries(&offsets, env_number("BENCH_BATCH_SIZE", RECORDS), 0, 0).into_iter().map(|(_, event)| event).collect()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -73,9 +86,10 @@ fn write_schemas(dir: &std::path::Path) {
     }
 }
 
-/// One invocation on fresh stores: wall time, stage sums, SQLite statements.
+/// The batches' invocations on fresh stores: wall time, stage sums, SQLite statements, data
+/// files, rows.
 async fn invocation(
-    event: &KafkaEvent,
+    events: &[KafkaEvent],
     snapshotter: &Snapshotter,
     statements: &AtomicU64,
     moto: Option<&AwsEmulator>,
@@ -114,12 +128,15 @@ async fn invocation(
     app.lake.table(TableKind::Errors).await.unwrap();
     snapshotter.snapshot();
     statements.store(0, Ordering::Relaxed);
+    let (mut files, mut rows) = (0, 0);
     let started = Instant::now();
-    let report = app.ingest.handle(event).await.expect("ingest");
+    for event in events {
+        let report = app.ingest.handle(event).await.expect("ingest");
+        files += report.raw_commit.as_ref().map_or(0, |c| c.data_files)
+            + report.errors_commit.as_ref().map_or(0, |c| c.data_files);
+        rows += report.raw_rows_written + report.error_rows_written;
+    }
     let wall = started.elapsed().as_secs_f64() * 1e3;
-    let files = report.raw_commit.as_ref().map_or(0, |c| c.data_files)
-        + report.errors_commit.as_ref().map_or(0, |c| c.data_files);
-    let rows = report.raw_rows_written + report.error_rows_written;
     (wall, histogram_sums(snapshotter), statements.load(Ordering::Relaxed), files, rows)
 }
 
@@ -192,8 +209,13 @@ fn main() {
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
 
-    let event = batch_event();
-    let bytes: usize = event.records.values().flatten().filter_map(|r| r.value.as_ref()).map(String::len).sum();
+    let events = batch_events();
+    let bytes: usize = events
+        .iter()
+        .flat_map(|e| e.records.values().flatten())
+        .filter_map(|r| r.value.as_ref())
+        .map(String::len)
+        .sum();
     let moto = (std::env::var("BENCH_AWS").as_deref() == Ok("1")).then(AwsEmulator::start);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut walls = Vec::new();
@@ -201,7 +223,7 @@ fn main() {
     let (mut count, mut files, mut samples) = (0, 0, 0);
     for round in 0..ROUNDS {
         let (wall, sums, n, f, rows) =
-            runtime.block_on(invocation(&event, &snapshotter, &statements, moto.as_ref(), round));
+            runtime.block_on(invocation(&events, &snapshotter, &statements, moto.as_ref(), round));
         walls.push(wall);
         for (k, v) in sums {
             stages.entry(k).or_default().push(v);
@@ -210,11 +232,15 @@ fn main() {
     }
     let wall = median(walls);
     println!(
-        "one ingest invocation, {RECORDS} records ({:.1} MiB of base64 values, {samples} raw + error rows), {}: median of {ROUNDS}",
+        "{} ingest invocation(s), {RECORDS} records ({:.1} MiB of base64 values, {samples} raw + error rows), {}: median of {ROUNDS}",
+        events.len(),
         bytes as f64 / 1048576.0,
         if moto.is_some() { "Glue + S3 + DynamoDB on moto" } else { "embedded (SQL catalog, local files, SQLite)" }
     );
     println!("  wall {wall:.1} ms = {:.0} samples/s; {files} data files", samples as f64 / (wall / 1e3));
+    if events.len() > 1 {
+        println!("  per invocation: {:.1} ms", wall / events.len() as f64);
+    }
     let mut accounted = 0.0;
     let mut named: Vec<(String, f64)> = stages.into_iter().map(|(k, v)| (k, median(v))).collect();
     named.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -232,5 +258,7 @@ fn main() {
         println!("  SQLite statements in the invocation: {count}");
     }
     drop(runtime);
-    core_stages(&event);
+    if events.len() == 1 {
+        core_stages(&events[0]);
+    }
 }
