@@ -237,8 +237,7 @@ impl IngestHandler {
                 pending: false,
             })
             .collect();
-        self.store.advance_watermarks(&observations).await?;
-        self.store.note_applied(&batch_offsets).await?;
+        self.store.finish_batch(&observations, &batch_offsets).await?;
 
         metrics::record_batch(&report, &valid_by_type, newest_event, newest_record, now, started);
         tracing::info!(

@@ -92,6 +92,16 @@ impl SqliteStore {
     /// Raises one offset column of `partition_offsets` to each given offset (never lowers it).
     async fn raise_offsets(&self, column: &'static str, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Self::raise_offsets_in(&mut tx, column, offsets).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn raise_offsets_in(
+        conn: &mut SqliteConnection,
+        column: &'static str,
+        offsets: &[PartitionOffset],
+    ) -> Result<(), StoreError> {
         for o in offsets {
             sqlx::query(&format!(
                 "INSERT INTO partition_offsets (partition_key, {column}) VALUES (?, ?)
@@ -99,10 +109,29 @@ impl SqliteStore {
             ))
             .bind(&o.partition)
             .bind(o.offset)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn advance_watermarks_in(
+        conn: &mut SqliteConnection,
+        observations: &[PartitionProgress],
+    ) -> Result<(), StoreError> {
+        for p in observations {
+            sqlx::query(
+                "INSERT INTO partition_progress (partition_key, max_event_micros, updated_at_micros) VALUES (?, ?, ?)
+                 ON CONFLICT (partition_key) DO UPDATE SET
+                   max_event_micros = MAX(max_event_micros, excluded.max_event_micros),
+                   updated_at_micros = MAX(updated_at_micros, excluded.updated_at_micros)",
+            )
+            .bind(&p.partition)
+            .bind(to_micros(p.max_event_time))
+            .bind(to_micros(p.updated_at))
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
     }
 
@@ -286,19 +315,7 @@ impl AccumulatorStore for SqliteStore {
 
     async fn advance_watermarks(&self, observations: &[PartitionProgress]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for p in observations {
-            sqlx::query(
-                "INSERT INTO partition_progress (partition_key, max_event_micros, updated_at_micros) VALUES (?, ?, ?)
-                 ON CONFLICT (partition_key) DO UPDATE SET
-                   max_event_micros = MAX(max_event_micros, excluded.max_event_micros),
-                   updated_at_micros = MAX(updated_at_micros, excluded.updated_at_micros)",
-            )
-            .bind(&p.partition)
-            .bind(to_micros(p.max_event_time))
-            .bind(to_micros(p.updated_at))
-            .execute(&mut *tx)
-            .await?;
-        }
+        Self::advance_watermarks_in(&mut tx, observations).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -341,6 +358,19 @@ impl AccumulatorStore for SqliteStore {
 
     async fn note_applied(&self, offsets: &[PartitionOffset]) -> Result<(), StoreError> {
         self.raise_offsets("applied_through", offsets).await
+    }
+
+    /// Watermarks and applied offsets in one transaction: one durable commit.
+    async fn finish_batch(
+        &self,
+        observations: &[PartitionProgress],
+        applied: &[PartitionOffset],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Self::advance_watermarks_in(&mut tx, observations).await?;
+        Self::raise_offsets_in(&mut tx, "applied_through", applied).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn advance_close_marker(

@@ -173,6 +173,12 @@ async fn watermarks_only_advance(store: &dyn AccumulatorStore) {
     let got = progress("t-9").await;
     assert!(!got.pending, "{got:?}");
     assert_eq!(got.max_event_time, at("2025-11-17T10:00:00Z"), "offsets leave the event time alone");
+    // The end of a batch moves both at once.
+    store.note_received(&offsets("t-9", 50)).await.unwrap();
+    store.finish_batch(&[p("2025-11-18T10:00:00Z", "2025-11-22T00:00:00Z")], &offsets("t-9", 50)).await.unwrap();
+    let got = progress("t-9").await;
+    assert!(!got.pending, "{got:?}");
+    assert_eq!(got.max_event_time, at("2025-11-18T10:00:00Z"));
     // A partition whose very first batch failed: known, pending, at the start of time.
     store.note_received(&offsets("t-8", 5)).await.unwrap();
     let got = progress("t-8").await;
