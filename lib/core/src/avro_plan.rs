@@ -325,64 +325,64 @@ impl<'a> Cursor<'a> {
             .ok_or_else(|| format!("union branch {index} does not exist"))
     }
 
+    /// The schema a value of `schema` is read as: a union reads its branch, a named reference
+    /// its definition; None for a null. A named type is never a union or a reference, so this
+    /// ends.
+    fn concrete<'s>(
+        &mut self,
+        schema: &'s Schema,
+        namespace: &Namespace,
+    ) -> Result<Option<(&'s Schema, Namespace)>, String>
+    where
+        'a: 's,
+    {
+        let (mut schema, mut namespace) = (schema, namespace.clone());
+        loop {
+            match schema {
+                Schema::Null => return Ok(None),
+                Schema::Union(union) => schema = self.branch(union)?,
+                Schema::Ref { name } => (schema, namespace) = self.named(name, &namespace)?,
+                other => return Ok(Some((other, namespace))),
+            }
+        }
+    }
+
     fn string(&mut self, schema: &Schema, namespace: &Namespace) -> Result<Option<String>, String> {
-        match schema {
-            Schema::String | Schema::Bytes => {
+        match self.concrete(schema, namespace)? {
+            None => Ok(None),
+            Some((Schema::String | Schema::Bytes, _)) => {
                 let bytes = self.counted("a string")?;
                 let text = std::str::from_utf8(bytes).map_err(|e| format!("string is not UTF-8: {e}"))?;
                 Ok(Some(text.to_string()))
             }
-            Schema::Null => Ok(None),
-            Schema::Union(union) => {
-                let branch = self.branch(union)?;
-                self.string(branch, namespace)
-            }
-            Schema::Ref { name } => {
-                let (schema, namespace) = self.named(name, namespace)?;
-                self.string(schema, &namespace)
-            }
-            other => Err(format!("a {other:?} where the payload has a string")),
+            Some((other, _)) => Err(format!("a {other:?} where the payload has a string")),
         }
     }
 
     fn number(&mut self, schema: &Schema, namespace: &Namespace) -> Result<Option<f64>, String> {
-        match schema {
-            Schema::Double => Ok(Some(f64::from_le_bytes(self.take(8, "a double")?.try_into().expect("8 bytes")))),
-            Schema::Float => {
+        match self.concrete(schema, namespace)? {
+            None => Ok(None),
+            Some((Schema::Double, _)) => {
+                Ok(Some(f64::from_le_bytes(self.take(8, "a double")?.try_into().expect("8 bytes"))))
+            }
+            Some((Schema::Float, _)) => {
                 Ok(Some(f64::from(f32::from_le_bytes(self.take(4, "a float")?.try_into().expect("4 bytes")))))
             }
-            Schema::Long => Ok(Some(self.long()? as f64)),
-            Schema::Int => Ok(Some(f64::from(self.int()?))),
-            Schema::Null => Ok(None),
-            Schema::Union(union) => {
-                let branch = self.branch(union)?;
-                self.number(branch, namespace)
-            }
-            Schema::Ref { name } => {
-                let (schema, namespace) = self.named(name, namespace)?;
-                self.number(schema, &namespace)
-            }
-            other => Err(format!("a {other:?} where the payload has a number")),
+            Some((Schema::Long, _)) => Ok(Some(self.long()? as f64)),
+            Some((Schema::Int, _)) => Ok(Some(f64::from(self.int()?))),
+            Some((other, _)) => Err(format!("a {other:?} where the payload has a number")),
         }
     }
 
     fn boolean(&mut self, schema: &Schema, namespace: &Namespace) -> Result<Option<bool>, String> {
-        match schema {
-            Schema::Boolean => match self.take(1, "a boolean")?[0] {
+        match self.concrete(schema, namespace)? {
+            None => Ok(None),
+            Some((Schema::Boolean, _)) => match self.take(1, "a boolean")?[0] {
                 0 => Ok(Some(false)),
                 1 => Ok(Some(true)),
                 other => Err(format!("invalid boolean byte {other}")),
             },
-            Schema::Null => Ok(None),
-            Schema::Union(union) => {
-                let branch = self.branch(union)?;
-                self.boolean(branch, namespace)
-            }
-            Schema::Ref { name } => {
-                let (schema, namespace) = self.named(name, namespace)?;
-                self.boolean(schema, &namespace)
-            }
-            other => Err(format!("a {other:?} where the payload has a boolean")),
+            Some((other, _)) => Err(format!("a {other:?} where the payload has a boolean")),
         }
     }
 
@@ -391,27 +391,19 @@ impl<'a> Cursor<'a> {
         schema: &Schema,
         namespace: &Namespace,
     ) -> Result<Option<BTreeMap<String, String>>, String> {
-        match schema {
-            Schema::Map(map) => {
+        match self.concrete(schema, namespace)? {
+            None => Ok(None),
+            Some((Schema::Map(map), namespace)) => {
                 let mut out = BTreeMap::new();
                 self.blocks(|cursor| {
-                    let key = cursor.string(&Schema::String, namespace)?.expect("a string schema reads a string");
-                    let value = cursor.string(&map.types, namespace)?.ok_or("a null map value")?;
+                    let key = cursor.string(&Schema::String, &namespace)?.expect("a string schema reads a string");
+                    let value = cursor.string(&map.types, &namespace)?.ok_or("a null map value")?;
                     out.insert(key, value);
                     Ok(())
                 })?;
                 Ok(Some(out))
             }
-            Schema::Null => Ok(None),
-            Schema::Union(union) => {
-                let branch = self.branch(union)?;
-                self.string_map(branch, namespace)
-            }
-            Schema::Ref { name } => {
-                let (schema, namespace) = self.named(name, namespace)?;
-                self.string_map(schema, &namespace)
-            }
-            other => Err(format!("a {other:?} where the payload has a map")),
+            Some((other, _)) => Err(format!("a {other:?} where the payload has a map")),
         }
     }
 
@@ -422,21 +414,13 @@ impl<'a> Cursor<'a> {
         read: &mut dyn FnMut(&mut Cursor<'a>) -> Result<HealthSample, String>,
         out: &mut Vec<HealthSample>,
     ) -> Result<(), String> {
-        match schema {
-            Schema::Array(_) => self.blocks(|cursor| {
+        match self.concrete(schema, namespace)? {
+            None => Ok(()),
+            Some((Schema::Array(_), _)) => self.blocks(|cursor| {
                 out.push(read(cursor)?);
                 Ok(())
             }),
-            Schema::Null => Ok(()),
-            Schema::Union(union) => {
-                let branch = self.branch(union)?;
-                self.samples(branch, namespace, read, out)
-            }
-            Schema::Ref { name } => {
-                let (schema, namespace) = self.named(name, namespace)?;
-                self.samples(schema, &namespace, read, out)
-            }
-            other => Err(format!("a {other:?} where the payload has samples")),
+            Some((other, _)) => Err(format!("a {other:?} where the payload has samples")),
         }
     }
 
@@ -494,20 +478,16 @@ impl<'a> Cursor<'a> {
                 cursor.string(&Schema::String, namespace)?;
                 cursor.skip(&map.types, namespace, depth + 1)
             }),
-            Schema::Union(union) => {
-                let branch = self.branch(union)?;
-                self.skip(branch, namespace, depth + 1)
-            }
+            Schema::Union(_) | Schema::Ref { .. } => match self.concrete(schema, namespace)? {
+                Some((schema, namespace)) => self.skip(schema, &namespace, depth + 1),
+                None => Ok(()),
+            },
             Schema::Record(record) => {
                 let name = record.name.fully_qualified_name(namespace);
                 for field in &record.fields {
                     self.skip(&field.schema, &name.namespace, depth + 1)?;
                 }
                 Ok(())
-            }
-            Schema::Ref { name } => {
-                let (schema, namespace) = self.named(name, namespace)?;
-                self.skip(schema, &namespace, depth + 1)
             }
         }
     }
