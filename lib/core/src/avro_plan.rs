@@ -91,22 +91,21 @@ pub(crate) struct PayloadPlan {
     sample: Vec<Step<SampleField>>,
     /// Reader sample fields the writer lacks, with the reader's default.
     sample_defaults: Vec<(SampleField, serde_json::Value)>,
-    names: HashMap<Name, Schema>,
 }
 
 impl PayloadPlan {
-    /// The plan of `writer` (already checked readable with `reader`), or None when the writer's
-    /// shape is one the plan does not express.
-    pub(crate) fn compile(writer: &Schema, names: HashMap<Name, Schema>, reader: &Schema) -> Option<Self> {
+    /// The plan of `writer` (already checked readable with `reader`; `names` are its named
+    /// types), or None when the writer's shape is one the plan does not express.
+    pub(crate) fn compile(writer: &Schema, names: &HashMap<Name, Schema>, reader: &Schema) -> Option<Self> {
         let Schema::Record(root) = writer else { return None };
         let Schema::Record(reader_root) = reader else { return None };
-        let mut plan = PayloadPlan { payload: vec![], sample: vec![], sample_defaults: vec![], names };
+        let mut plan = PayloadPlan { payload: vec![], sample: vec![], sample_defaults: vec![] };
         let root_namespace = root.name.namespace.clone();
         let mut sample_record: Option<(RecordSchema, Namespace)> = None;
         for field in &root.fields {
             plan.payload.push(match PayloadField::named(&field.name) {
                 Some(PayloadField::Samples) => {
-                    sample_record = Some(plan.sample_record(&field.schema, &root_namespace)?);
+                    sample_record = Some(sample_record_of(names, &field.schema, &root_namespace)?);
                     Step::Read(PayloadField::Samples, field.schema.clone(), root_namespace.clone())
                 }
                 Some(target) => Step::Read(target, field.schema.clone(), root_namespace.clone()),
@@ -134,43 +133,14 @@ impl PayloadPlan {
         Some(plan)
     }
 
-    /// The record schema of the samples array, through unions with null and named references.
-    fn sample_record(&self, schema: &Schema, namespace: &Namespace) -> Option<(RecordSchema, Namespace)> {
-        match schema {
-            Schema::Array(array) => self.record(&array.items, namespace),
-            Schema::Union(union) => {
-                let mut arrays = union.variants().iter().filter(|v| !matches!(v, Schema::Null));
-                let only = arrays.next()?;
-                if arrays.next().is_some() {
-                    return None;
-                }
-                self.sample_record(only, namespace)
-            }
-            Schema::Ref { name } => {
-                let name = name.fully_qualified_name(namespace);
-                self.sample_record(self.names.get(&name)?, &name.namespace)
-            }
-            _ => None,
-        }
-    }
-
-    fn record(&self, schema: &Schema, namespace: &Namespace) -> Option<(RecordSchema, Namespace)> {
-        match schema {
-            Schema::Record(record) => {
-                let name = record.name.fully_qualified_name(namespace);
-                Some((record.clone(), name.namespace))
-            }
-            Schema::Ref { name } => {
-                let name = name.fully_qualified_name(namespace);
-                self.record(self.names.get(&name)?, &name.namespace)
-            }
-            _ => None,
-        }
-    }
-
-    /// Decodes one body; bytes after the value are left for the caller to judge.
-    pub(crate) fn decode(&self, body: &[u8]) -> Result<(HealthDataPayload, usize), String> {
-        let mut cursor = Cursor { body, at: 0, names: &self.names };
+    /// Decodes one body (`names`: the writer's named types); bytes after the value are left for
+    /// the caller to judge.
+    pub(crate) fn decode(
+        &self,
+        names: &HashMap<Name, Schema>,
+        body: &[u8],
+    ) -> Result<(HealthDataPayload, usize), String> {
+        let mut cursor = Cursor { body, at: 0, names };
         let mut read_sample = |cursor: &mut Cursor<'_>| self.sample(cursor);
         let mut payload = HealthDataPayload::default();
         for step in &self.payload {
@@ -218,6 +188,48 @@ impl PayloadPlan {
             apply_default(&mut sample, *field, default)?;
         }
         Ok(sample)
+    }
+}
+
+/// The record schema of the samples array, through unions with null and named references.
+fn sample_record_of(
+    names: &HashMap<Name, Schema>,
+    schema: &Schema,
+    namespace: &Namespace,
+) -> Option<(RecordSchema, Namespace)> {
+    match schema {
+        Schema::Array(array) => record_of(names, &array.items, namespace),
+        Schema::Union(union) => {
+            let mut arrays = union.variants().iter().filter(|v| !matches!(v, Schema::Null));
+            let only = arrays.next()?;
+            if arrays.next().is_some() {
+                return None;
+            }
+            sample_record_of(names, only, namespace)
+        }
+        Schema::Ref { name } => {
+            let name = name.fully_qualified_name(namespace);
+            sample_record_of(names, names.get(&name)?, &name.namespace)
+        }
+        _ => None,
+    }
+}
+
+fn record_of(
+    names: &HashMap<Name, Schema>,
+    schema: &Schema,
+    namespace: &Namespace,
+) -> Option<(RecordSchema, Namespace)> {
+    match schema {
+        Schema::Record(record) => {
+            let name = record.name.fully_qualified_name(namespace);
+            Some((record.clone(), name.namespace))
+        }
+        Schema::Ref { name } => {
+            let name = name.fully_qualified_name(namespace);
+            record_of(names, names.get(&name)?, &name.namespace)
+        }
+        _ => None,
     }
 }
 

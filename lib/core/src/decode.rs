@@ -120,7 +120,7 @@ impl Decoder {
             Ok(schema) => match SchemaCompatibility::can_read(&schema, &self.reader) {
                 Ok(()) => match crate::avro_bounds::named_types(&schema) {
                     Ok(names) => {
-                        let plan = PayloadPlan::compile(&schema, names.clone(), &self.reader);
+                        let plan = PayloadPlan::compile(&schema, &names, &self.reader);
                         WriterSchema::Readable(Arc::new(ReadableSchema { schema, names, plan }))
                     }
                     Err(e) => WriterSchema::Incompatible(e.to_string()),
@@ -142,23 +142,41 @@ impl Decoder {
     }
 
     fn decode_avro(&self, schema_id: u32, body: &[u8]) -> Result<HealthDataPayload, DecodeError> {
-        let writer = match self.writers.get(&schema_id) {
-            None => return Err(DecodeError::UnknownSchema { schema_id }),
+        let writer = self.readable(schema_id)?;
+        self.decode_body(schema_id, writer, writer.plan.as_ref(), body)
+    }
+
+    /// The prepared writer schema of `schema_id`, or why its values cannot be decoded.
+    fn readable(&self, schema_id: u32) -> Result<&ReadableSchema, DecodeError> {
+        match self.writers.get(&schema_id) {
+            None => Err(DecodeError::UnknownSchema { schema_id }),
             Some(WriterSchema::Incompatible(reason)) => {
-                return Err(DecodeError::IncompatibleSchema { schema_id, reason: reason.clone() });
+                Err(DecodeError::IncompatibleSchema { schema_id, reason: reason.clone() })
             }
-            Some(WriterSchema::Readable(schema)) => schema,
-        };
+            Some(WriterSchema::Readable(writer)) => Ok(writer),
+        }
+    }
+
+    /// Decodes an Avro body written with `writer`: through `plan` when there is one, through
+    /// apache-avro otherwise.
+    fn decode_body(
+        &self,
+        schema_id: u32,
+        writer: &ReadableSchema,
+        plan: Option<&PayloadPlan>,
+        body: &[u8],
+    ) -> Result<HealthDataPayload, DecodeError> {
         // apache-avro reserves what length prefixes claim before reading: hold them against
         // the body first. Its own process-wide `max_allocation_bytes` is left alone: it would
         // not bound block counts or nesting, and it also governs iceberg's manifest reading.
         crate::avro_bounds::check(&writer.schema, &writer.names, body)
             .map_err(|e| DecodeError::Avro { schema_id, reason: e.to_string() })?;
         let avro_error = |reason: String| DecodeError::Avro { schema_id, reason };
-        let (payload, read) = match &writer.plan {
-            Some(plan) => plan.decode(body).map_err(avro_error)?,
-            None => self.decode_with_apache_avro(&writer.schema, body).map_err(avro_error)?,
-        };
+        let (payload, read) = match plan {
+            Some(plan) => plan.decode(&writer.names, body),
+            None => self.decode_with_apache_avro(&writer.schema, body),
+        }
+        .map_err(avro_error)?;
         if read < body.len() {
             return Err(avro_error(format!("{} trailing bytes after the record", body.len() - read)));
         }
@@ -174,23 +192,14 @@ impl Decoder {
         Ok((HealthDataPayload::from_avro(value).map_err(|e| e.to_string())?, read))
     }
 
-    /// Decodes a Confluent-framed value through apache-avro only, never the plan: the reference
-    /// the plan is tested against.
+    /// Decodes a value as [`Decoder::decode`] does, but Avro through apache-avro only, never the
+    /// plan: the reference the plan is tested against.
     #[doc(hidden)]
     pub fn decode_reference(&self, value: &[u8]) -> Result<HealthDataPayload, DecodeError> {
-        let WireValue::Avro { schema_id, body } = frame(value)? else {
-            return self.decode(value);
-        };
-        let Some(WriterSchema::Readable(writer)) = self.writers.get(&schema_id) else {
-            return self.decode(value);
-        };
-        let avro_error = |reason: String| DecodeError::Avro { schema_id, reason };
-        crate::avro_bounds::check(&writer.schema, &writer.names, body).map_err(|e| avro_error(e.to_string()))?;
-        let (payload, read) = self.decode_with_apache_avro(&writer.schema, body).map_err(avro_error)?;
-        if read < body.len() {
-            return Err(avro_error(format!("{} trailing bytes after the record", body.len() - read)));
+        match frame(value)? {
+            WireValue::Avro { schema_id, body } => self.decode_body(schema_id, self.readable(schema_id)?, None, body),
+            WireValue::Json(_) => self.decode(value),
         }
-        Ok(payload)
     }
 
     /// Whether values of `schema_id` decode straight into payloads (not through apache-avro).
