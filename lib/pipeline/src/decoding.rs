@@ -21,6 +21,8 @@ pub(crate) struct Processed {
     pub(crate) errors: Vec<ErrorRecord>,
     /// The Kafka record's timestamp (processing time when it has none).
     pub(crate) record_time: DateTime<Utc>,
+    /// The record's `topic-partition`.
+    pub(crate) partition: String,
 }
 
 /// The decoder with its writer-schema cache, and the validator.
@@ -96,6 +98,7 @@ impl BatchDecoder {
         // Without a broker timestamp (never from the event source mapping) the wall clock is all
         // there is to judge future skew against.
         let record_time = record.timestamp.unwrap_or(now);
+        let partition = record.kafka.partition_key();
         let decoded = match &record.value {
             Err(reason) => Err((ErrorType::Deserialization, reason.clone())),
             Ok(bytes) => decoder.decode(bytes).map_err(|e| (e.error_type(), e.to_string())),
@@ -103,7 +106,7 @@ impl BatchDecoder {
         match decoded {
             Ok(payload) => {
                 let outcome = self.validator.process(&payload, &record.kafka, record_time, now);
-                Processed { raw: outcome.raw, errors: outcome.errors, record_time }
+                Processed { raw: outcome.raw, errors: outcome.errors, record_time, partition }
             }
             Err((error_type, message)) => Processed {
                 raw: vec![],
@@ -125,6 +128,7 @@ impl BatchDecoder {
                     kafka: record.kafka.clone(),
                 }],
                 record_time,
+                partition,
             },
         }
     }

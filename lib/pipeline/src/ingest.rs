@@ -140,7 +140,7 @@ impl IngestHandler {
             };
             newest_event = newest_event.max(Some(newest));
             let bound = progress_bound(newest, p.record_time, self.max_out_of_orderness);
-            let entry = progress.entry(p.raw[0].kafka.partition_key()).or_insert(bound);
+            let entry = progress.entry(p.partition.clone()).or_insert(bound);
             *entry = (*entry).max(bound);
         }
 
@@ -156,11 +156,11 @@ impl IngestHandler {
         let mut valid_by_type: BTreeMap<String, u64> = BTreeMap::new();
         let mut errors_by_label: BTreeMap<(String, ErrorType), u64> = BTreeMap::new();
         for p in processed {
-            let partition = p.raw.first().map(|raw| raw.kafka.partition_key()).unwrap_or_default();
             for (index, raw) in p.raw.into_iter().enumerate() {
-                let sample = SampleRef { partition: partition.clone(), offset: raw.kafka.offset, index: index as u32 };
+                let sample =
+                    SampleRef { partition: p.partition.clone(), offset: raw.kafka.offset, index: index as u32 };
                 if let Some(row) = refused_row(&raw, &sample, &late, &overflowing, now) {
-                    if above(&errors_committed, &partition, row.kafka.offset) {
+                    if above(&errors_committed, &p.partition, row.kafka.offset) {
                         *errors_by_label
                             .entry((row.data_type.clone().unwrap_or_default(), row.error_type))
                             .or_default() += 1;
@@ -168,7 +168,7 @@ impl IngestHandler {
                     } else {
                         report.error_rows_skipped += 1;
                     }
-                } else if above(&raw_committed, &partition, raw.kafka.offset) {
+                } else if above(&raw_committed, &p.partition, raw.kafka.offset) {
                     *valid_by_type.entry(raw.data_type.clone()).or_default() += 1;
                     raw_rows.push(raw);
                 } else {
@@ -176,7 +176,7 @@ impl IngestHandler {
                 }
             }
             for row in p.errors {
-                if above(&errors_committed, &row.kafka.partition_key(), row.kafka.offset) {
+                if above(&errors_committed, &p.partition, row.kafka.offset) {
                     *errors_by_label.entry((row.data_type.clone().unwrap_or_default(), row.error_type)).or_default() +=
                         1;
                     error_rows.push(row);
