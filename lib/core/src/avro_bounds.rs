@@ -9,6 +9,11 @@
 //! through a recursive writer schema. One walk over the body, allocating nothing, holds each
 //! claim against what remains; only a body that passes reaches apache-avro, so what it
 //! allocates is bounded by the input.
+//!
+//! The walk also refuses what apache-avro's decoding refuses (a boolean byte other than 0 or 1,
+//! an `int` beyond 32 bits, an enum index without a symbol, a string that is not UTF-8), so that
+//! the decoder's plans, which [`skip`] over the fields they do not read with this same walk,
+//! refuse the bodies apache-avro refuses.
 
 use std::collections::HashMap;
 
@@ -38,6 +43,8 @@ pub(crate) enum BoundsError {
     TooDeep { at: usize },
     #[error("writer schema does not resolve: {0}")]
     Schema(String),
+    #[error("{what} at byte {at} is not valid")]
+    Invalid { what: &'static str, at: usize },
 }
 
 /// The named types of a writer schema, resolved once per schema: named references in its
@@ -52,6 +59,21 @@ pub(crate) fn named_types(schema: &Schema) -> Result<HashMap<Name, Schema>, Boun
 pub(crate) fn check(schema: &Schema, names: &HashMap<Name, Schema>, body: &[u8]) -> Result<(), BoundsError> {
     let mut walk = Walk { body, at: 0, items_budget: body.len() as u64, names };
     walk.value(schema, &None, 0)
+}
+
+/// Walks the value of `schema` that starts at byte `at` of a body [`check`] has passed, and
+/// returns where it ends.
+pub(crate) fn skip(
+    schema: &Schema,
+    names: &HashMap<Name, Schema>,
+    namespace: &Namespace,
+    body: &[u8],
+    at: usize,
+) -> Result<usize, BoundsError> {
+    // The whole body's item budget: the check granted no more than that to all of it.
+    let mut walk = Walk { body, at, items_budget: body.len() as u64, names };
+    walk.value(schema, namespace, 0)?;
+    Ok(walk.at)
 }
 
 struct Walk<'a> {
@@ -95,16 +117,31 @@ impl Walk<'_> {
     }
 
     /// A length prefix and the bytes it claims.
-    fn counted(&mut self, what: &'static str) -> Result<(), BoundsError> {
+    fn counted(&mut self, what: &'static str) -> Result<&[u8], BoundsError> {
         let at = self.at;
         let claimed = self.long(what)?;
         match usize::try_from(claimed) {
             Ok(n) if n <= self.remaining() => {
                 self.at += n;
-                Ok(())
+                Ok(&self.body[self.at - n..self.at])
             }
             _ => Err(BoundsError::Length { what, at, claimed, remaining: self.remaining() }),
         }
+    }
+
+    /// A string: its length claim, and UTF-8.
+    fn string(&mut self, what: &'static str) -> Result<(), BoundsError> {
+        let at = self.at;
+        match std::str::from_utf8(self.counted(what)?) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(BoundsError::Invalid { what, at }),
+        }
+    }
+
+    /// An Avro `int`: a varint that fits 32 bits.
+    fn int(&mut self, what: &'static str) -> Result<i32, BoundsError> {
+        let at = self.at;
+        i32::try_from(self.long(what)?).map_err(|_| BoundsError::Invalid { what, at })
     }
 
     fn value(&mut self, schema: &Schema, namespace: &Namespace, depth: usize) -> Result<(), BoundsError> {
@@ -113,12 +150,23 @@ impl Walk<'_> {
         }
         match schema {
             Schema::Null => Ok(()),
-            Schema::Boolean => self.skip(1, "a boolean"),
-            Schema::Int
-            | Schema::Long
-            | Schema::Enum(_)
-            | Schema::Date
-            | Schema::TimeMillis
+            Schema::Boolean => {
+                let at = self.at;
+                self.skip(1, "a boolean")?;
+                match self.body[at] {
+                    0 | 1 => Ok(()),
+                    _ => Err(BoundsError::Invalid { what: "a boolean", at }),
+                }
+            }
+            Schema::Int | Schema::Date | Schema::TimeMillis => self.int("an int").map(drop),
+            Schema::Enum(enumeration) => {
+                let at = self.at;
+                match usize::try_from(self.int("an enum index")?) {
+                    Ok(index) if index < enumeration.symbols.len() => Ok(()),
+                    _ => Err(BoundsError::Invalid { what: "an enum index", at }),
+                }
+            }
+            Schema::Long
             | Schema::TimeMicros
             | Schema::TimestampMillis
             | Schema::TimestampMicros
@@ -130,8 +178,8 @@ impl Walk<'_> {
             Schema::Double => self.skip(8, "a double"),
             Schema::Duration => self.skip(12, "a duration"),
             Schema::Fixed(fixed) => self.skip(fixed.size, "a fixed"),
-            Schema::String => self.counted("string"),
-            Schema::Bytes | Schema::Uuid | Schema::BigDecimal => self.counted("bytes"),
+            Schema::String | Schema::Uuid => self.string("string"),
+            Schema::Bytes | Schema::BigDecimal => self.counted("bytes").map(drop),
             Schema::Decimal(decimal) => self.value(&decimal.inner, namespace, depth + 1),
             Schema::Array(array) => self.blocks(&array.items, false, namespace, depth),
             Schema::Map(map) => self.blocks(&map.types, true, namespace, depth),
@@ -187,7 +235,7 @@ impl Walk<'_> {
             self.items_budget -= count;
             for _ in 0..count {
                 if keyed {
-                    self.counted("map key")?;
+                    self.string("map key")?;
                 }
                 self.value(items, namespace, depth + 1)?;
             }
@@ -228,6 +276,22 @@ mod tests {
 
     fn schema(text: &str) -> Schema {
         Schema::parse_str(text).unwrap()
+    }
+
+    #[test]
+    fn values_apache_avro_refuses_to_decode_are_refused() {
+        let invalid = |r: Result<(), BoundsError>| matches!(r, Err(BoundsError::Invalid { .. }));
+        assert!(invalid(check(&Schema::Boolean, &[2])));
+        assert_eq!(check(&Schema::Boolean, &[1]), Ok(()));
+        assert!(invalid(check(&Schema::Int, &long(i64::from(i32::MAX) + 1))));
+        assert_eq!(check(&Schema::Int, &long(i64::from(i32::MIN))), Ok(()));
+        let kind = Schema::parse_str(r#"{"type": "enum", "name": "Kind", "symbols": ["A", "B"]}"#).unwrap();
+        assert!(invalid(check(&kind, &long(2))));
+        assert!(invalid(check(&kind, &long(-1))));
+        assert_eq!(check(&kind, &long(1)), Ok(()));
+        assert!(invalid(check(&Schema::String, &[long(2), vec![0xc3, 0x28]].concat())));
+        let map = Schema::parse_str(r#"{"type": "map", "values": "long"}"#).unwrap();
+        assert!(invalid(check(&map, &[long(1), long(1), vec![0xff], long(0), long(0)].concat())));
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl PayloadPlan {
         let mut payload = HealthDataPayload::default();
         for step in &self.payload {
             match step {
-                Step::Skip(schema, namespace) => cursor.skip(schema, namespace, 0)?,
+                Step::Skip(schema, namespace) => cursor.skip(schema, namespace)?,
                 Step::Read(PayloadField::Samples, schema, namespace) => {
                     cursor.samples(schema, namespace, &mut read_sample, &mut payload.samples)?
                 }
@@ -169,7 +169,7 @@ impl PayloadPlan {
         let mut sample = HealthSample::default();
         for step in &self.sample {
             match step {
-                Step::Skip(schema, namespace) => cursor.skip(schema, namespace, 0)?,
+                Step::Skip(schema, namespace) => cursor.skip(schema, namespace)?,
                 Step::Read(field, schema, namespace) => match field {
                     SampleField::Id => sample.id = cursor.string(schema, namespace)?,
                     SampleField::Type => sample.data_type = cursor.string(schema, namespace)?,
@@ -453,54 +453,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn skip(&mut self, schema: &Schema, namespace: &Namespace, depth: usize) -> Result<(), String> {
-        if depth > crate::avro_bounds::MAX_DEPTH {
-            return Err(format!("value nests deeper than {} levels", crate::avro_bounds::MAX_DEPTH));
-        }
-        // Skipped values are checked as apache-avro's decoding checks them (booleans, int
-        // ranges, enum symbols, UTF-8), so that a body is refused whichever way it decodes.
-        match schema {
-            Schema::Null => Ok(()),
-            Schema::Boolean => self.boolean(schema, namespace).map(drop),
-            Schema::Int | Schema::Date | Schema::TimeMillis => self.int().map(drop),
-            Schema::Enum(enumeration) => {
-                let index = self.int()?;
-                match usize::try_from(index) {
-                    Ok(i) if i < enumeration.symbols.len() => Ok(()),
-                    _ => Err(format!("enum index {index} out of range")),
-                }
-            }
-            Schema::String | Schema::Uuid => self.string(&Schema::String, namespace).map(drop),
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => self.long().map(drop),
-            Schema::Float => self.take(4, "a float").map(drop),
-            Schema::Double => self.take(8, "a double").map(drop),
-            Schema::Duration => self.take(12, "a duration").map(drop),
-            Schema::Fixed(fixed) => self.take(fixed.size, "a fixed").map(drop),
-            Schema::Bytes | Schema::BigDecimal => self.counted("bytes").map(drop),
-            Schema::Decimal(decimal) => self.skip(&decimal.inner, namespace, depth + 1),
-            Schema::Array(array) => self.blocks(|cursor| cursor.skip(&array.items, namespace, depth + 1)),
-            Schema::Map(map) => self.blocks(|cursor| {
-                cursor.string(&Schema::String, namespace)?;
-                cursor.skip(&map.types, namespace, depth + 1)
-            }),
-            Schema::Union(_) | Schema::Ref { .. } => match self.concrete(schema, namespace)? {
-                Some((schema, namespace)) => self.skip(schema, &namespace, depth + 1),
-                None => Ok(()),
-            },
-            Schema::Record(record) => {
-                let name = record.name.fully_qualified_name(namespace);
-                for field in &record.fields {
-                    self.skip(&field.schema, &name.namespace, depth + 1)?;
-                }
-                Ok(())
-            }
-        }
+    /// Skips a value the payload has no field for, with the walk the bounds check made: it
+    /// refuses what apache-avro's decoding refuses.
+    fn skip(&mut self, schema: &Schema, namespace: &Namespace) -> Result<(), String> {
+        self.at =
+            crate::avro_bounds::skip(schema, self.names, namespace, self.body, self.at).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
